@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what pikv's tests need: etcd 3.4 (the reference server), etcdctl, python-etcd, wrk.
+# A no-op when everything is already there. Needs root (or sudo) on Debian/Ubuntu for apt.
+set -euo pipefail
+
+need_apt=()
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing ${need_apt[*]} with apt-get" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Debian's etcd-server package starts an etcd service; stop it so that it does not hold
+# port 2379 (the tests pick free ports, but a user's first `pikv` run wants 2379).
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+    $SUDO systemctl stop etcd || true
+    $SUDO systemctl disable etcd >/dev/null 2>&1 || true
+fi
+
+if ! python3 -c 'import etcd' >/dev/null 2>&1; then
+    echo "setup: installing python-etcd with pip" >&2
+    python3 -m pip install -q python-etcd
+fi
