@@ -8,3 +8,5 @@
 
 pub mod storage;
 pub mod store;
+pub mod util;
+pub mod raft;

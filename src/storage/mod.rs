@@ -2,5 +2,31 @@
 //! environment (`lmdb.rs` is the only file naming heed types), plus the on-disk format rules.
 
 mod error;
+pub mod format;
+pub mod lmdb;
 
 pub use error::{StorageError, StorageErrorKind};
+pub use format::{Identity, RaftState};
+
+use crate::raft::Entry;
+use crate::store::KvWrite;
+
+/// A write transaction of one batch: everything in it becomes durable at `commit`, or nothing.
+pub trait StorageTxn: KvWrite {
+    /// Appends (or overwrites) a log entry at its index.
+    fn append(&mut self, entry: &Entry) -> Result<(), StorageError>;
+    /// Saves the hard state and the applied index.
+    fn save_raft_state(&mut self, state: &RaftState) -> Result<(), StorageError>;
+    /// Makes the transaction durable (one fsync). An error leaves nothing of it on disk.
+    fn commit(self) -> Result<(), StorageError>;
+}
+
+/// Durable storage that opens batch transactions.
+pub trait Storage {
+    /// The batch transaction type.
+    type Txn<'a>: StorageTxn
+    where
+        Self: 'a;
+    /// Begins a batch. Only one batch is open at a time (the storage thread's).
+    fn begin(&self) -> Result<Self::Txn<'_>, StorageError>;
+}

@@ -1,0 +1,107 @@
+//! What API workers hold: a cloneable sender into the node thread and the member's shared,
+//! lock-free status (Raft index and term for the headers, leader, quota use).
+
+use super::Input;
+use crate::store::{Command, Event, V2Error};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// etcd's v2 cause for a request that timed out.
+pub const TIMEOUT_CAUSE: &str = "etcdserver: request timed out";
+/// etcd's cause when the server is stopping.
+pub const STOPPED_CAUSE: &str = "etcdserver: server stopped";
+/// The cause pikv reports when the quota (`--quota-backend-bytes`) is used up.
+pub const NO_SPACE_CAUSE: &str = "etcdserver: mvcc: database space exceeded";
+
+/// Status the node publishes for everyone to read.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// Raft commit index (X-Raft-Index).
+    pub commit_index: AtomicU64,
+    /// Raft term (X-Raft-Term).
+    pub term: AtomicU64,
+    /// Leader id, 0 when unknown.
+    pub leader: AtomicU64,
+    /// Bytes of the LMDB map in use.
+    pub used_bytes: AtomicU64,
+    /// Whether the node is shutting down.
+    pub stopping: AtomicBool,
+}
+
+/// A cloneable handle to the node thread.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(super) tx: Sender<Input>,
+    /// The member's shared status.
+    pub status: Arc<Status>,
+    /// How long a write or quorum read waits before etcd's timeout error.
+    pub request_timeout: Duration,
+    /// The quota: the LMDB map size.
+    pub quota_bytes: u64,
+}
+
+fn raft_error(cause: &str) -> V2Error {
+    V2Error::new(crate::store::error::RAFT_INTERNAL, cause, 0)
+}
+
+impl NodeHandle {
+    /// Proposes `command` and waits until it is applied on this member. The outer error is
+    /// etcd's 300 (timeout, stopped, no space); a store error (e.g. 100) comes back as the
+    /// inner one.
+    pub fn propose(&self, command: Command, body_bytes: usize) -> Result<Result<Event, V2Error>, V2Error> {
+        if !matches!(command, Command::Delete { .. } | Command::CompareAndDelete { .. } | Command::Sync { .. })
+            && self.over_quota(body_bytes)
+        {
+            return Err(raft_error(NO_SPACE_CAUSE));
+        }
+        let (reply, rx) = mpsc::channel();
+        self.tx
+            .send(Input::Propose { command, reply })
+            .map_err(|_| raft_error(STOPPED_CAUSE))?;
+        match rx.recv_timeout(self.request_timeout) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(raft_error(TIMEOUT_CAUSE)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(raft_error(STOPPED_CAUSE)),
+        }
+    }
+
+    /// Waits until every write committed before this call is applied here (ReadIndex), so
+    /// a read that follows is linearizable.
+    pub fn read_barrier(&self) -> Result<(), V2Error> {
+        let (reply, rx) = mpsc::channel();
+        self.tx
+            .send(Input::ReadIndex { reply })
+            .map_err(|_| raft_error(STOPPED_CAUSE))?;
+        match rx.recv_timeout(self.request_timeout) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(raft_error(TIMEOUT_CAUSE)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(raft_error(STOPPED_CAUSE)),
+        }
+    }
+
+    /// Asks the node thread to stop.
+    pub fn shutdown(&self) {
+        self.status.stopping.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(Input::Shutdown);
+    }
+
+    /// X-Raft-Index and X-Raft-Term.
+    pub fn raft_index_term(&self) -> (u64, u64) {
+        (
+            self.status.commit_index.load(Ordering::SeqCst),
+            self.status.term.load(Ordering::SeqCst),
+        )
+    }
+
+    // Deletes stay allowed near the quota (they free space); other writes are refused while
+    // less than a safety margin is left, because a commit that hits MapFull fails its whole
+    // batch. LMDB's copy-on-write needs room for the pages a commit rewrites.
+    fn over_quota(&self, body_bytes: usize) -> bool {
+        let used = self.status.used_bytes.load(Ordering::SeqCst);
+        let margin = (self.quota_bytes / 20).max(1 << 20);
+        let need = (body_bytes as u64).saturating_mul(4);
+        used.saturating_add(margin).saturating_add(need) > self.quota_bytes
+    }
+}

@@ -1,0 +1,346 @@
+//! The node thread: owns the Raft core and the tables of waiting requests, never waits on the
+//! disk. It drains its input channel, steps the core, and hands each `Ready` to the storage
+//! thread — one batch in flight at a time, so while one batch is fsynced the next one
+//! accumulates (group commit). When a batch is durable it publishes the applied events to the
+//! watch hub first and then answers the clients, so a client that saw its write's response
+//! never registers a watch that the write itself would wake.
+
+pub mod batch;
+pub mod bootstrap;
+mod handle;
+
+pub use handle::{NodeHandle, Status, NO_SPACE_CAUSE, STOPPED_CAUSE, TIMEOUT_CAUSE};
+
+use crate::raft::{InitialState, Persisted, Raft, Ready};
+use crate::storage::lmdb::LmdbStorage;
+use crate::storage::{RaftState, StorageError};
+use crate::store::{Command, Event, V2Error, V2Store};
+use crate::util::clock;
+use crate::watch::WatchHub;
+use batch::BatchOutcome;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The reply to a proposal: the outer error is etcd's 300 family, the inner one a store error.
+pub type ProposeReply = Sender<Result<Result<Event, V2Error>, V2Error>>;
+
+/// Inputs of the node thread.
+pub enum Input {
+    /// A client write.
+    Propose {
+        /// The command to append.
+        command: Command,
+        /// Where to send the outcome once applied.
+        reply: ProposeReply,
+    },
+    /// A linearizable read waiting for the read index to be applied.
+    ReadIndex {
+        /// Answered once it is safe to read locally.
+        reply: Sender<Result<(), V2Error>>,
+    },
+    /// The storage thread finished a batch.
+    Persisted(Result<BatchOutcome, StorageError>),
+    /// Stop.
+    Shutdown,
+}
+
+/// Everything the node thread needs at start.
+pub struct NodeParts {
+    /// The open data dir.
+    pub storage: Arc<LmdbStorage>,
+    /// The state machine.
+    pub store: Arc<V2Store>,
+    /// The watch hub events are published to.
+    pub hub: Arc<WatchHub>,
+    /// This member's id.
+    pub member_id: u64,
+    /// How long writes wait before the timeout error.
+    pub request_timeout: Duration,
+}
+
+/// A running node: its handle and the threads to join.
+pub struct Running {
+    /// The handle API workers use.
+    pub handle: NodeHandle,
+    /// The node thread.
+    pub node_thread: std::thread::JoinHandle<Result<(), StorageError>>,
+}
+
+/// Starts the storage and node threads.
+pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
+    let recovered = parts.storage.recover()?;
+    let initial = InitialState {
+        hard_state: recovered.raft.hard_state,
+        last_index: recovered.last_index,
+        last_term: recovered.last_term,
+        applied: recovered.raft.applied,
+    };
+    let raft = Raft::new(parts.member_id, vec![parts.member_id], initial);
+    let next_expiration = {
+        let view = parts.storage.read()?;
+        V2Store::next_expiration(&view)?
+    };
+    let status = Arc::new(Status::default());
+    status.used_bytes.store(parts.storage.used_bytes()?, Ordering::SeqCst);
+    let (tx, rx) = mpsc::channel();
+    let (batch_tx, batch_rx) = mpsc::channel::<Ready>();
+    spawn_storage_thread(
+        Arc::clone(&parts.storage),
+        Arc::clone(&parts.store),
+        Arc::clone(&status),
+        recovered.raft,
+        recovered.last_index,
+        batch_rx,
+        tx.clone(),
+    )?;
+    let handle = NodeHandle {
+        tx,
+        status: Arc::clone(&status),
+        request_timeout: parts.request_timeout,
+        quota_bytes: parts.storage.map_bytes(),
+    };
+    let mut node = Node {
+        raft,
+        hub: parts.hub,
+        status,
+        batch_tx,
+        batch_busy: false,
+        pending: BTreeMap::new(),
+        reads: Vec::new(),
+        next_expiration,
+        sync_in_flight: false,
+    };
+    node.publish_status();
+    let node_thread = std::thread::Builder::new()
+        .name("node".into())
+        .spawn(move || node.run(rx))
+        .map_err(|e| StorageError::new("start node thread", "", crate::storage::StorageErrorKind::Io(e.to_string())))?;
+    Ok(Running { handle, node_thread })
+}
+
+fn spawn_storage_thread(
+    storage: Arc<LmdbStorage>,
+    store: Arc<V2Store>,
+    status: Arc<Status>,
+    mut state: RaftState,
+    mut durable: u64,
+    batches: Receiver<Ready>,
+    node: Sender<Input>,
+) -> Result<(), StorageError> {
+    std::thread::Builder::new()
+        .name("storage".into())
+        .spawn(move || {
+            for ready in batches {
+                let outcome = batch::write_batch(&*storage, &store, &ready, &mut state, durable);
+                if let Ok(o) = &outcome {
+                    durable = o.durable_index;
+                    match storage.used_bytes() {
+                        Ok(used) => status.used_bytes.store(used, Ordering::SeqCst),
+                        Err(e) => log::warn!("{e}"),
+                    }
+                }
+                if node.send(Input::Persisted(outcome)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| StorageError::new("start storage thread", "", crate::storage::StorageErrorKind::Io(e.to_string())))
+}
+
+struct Node {
+    raft: Raft,
+    hub: Arc<WatchHub>,
+    status: Arc<Status>,
+    batch_tx: Sender<Ready>,
+    /// A batch is with the storage thread.
+    batch_busy: bool,
+    /// Proposals waiting for their log index to be applied.
+    pending: BTreeMap<u64, ProposeReply>,
+    /// Linearizable reads waiting for (read index, reply).
+    reads: Vec<(u64, Sender<Result<(), V2Error>>)>,
+    next_expiration: Option<u64>,
+    sync_in_flight: bool,
+}
+
+impl Node {
+    fn run(mut self, rx: Receiver<Input>) -> Result<(), StorageError> {
+        loop {
+            let input = match self.wait_timeout() {
+                Some(t) => match rx.recv_timeout(t) {
+                    Ok(i) => Some(i),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                },
+                None => match rx.recv() {
+                    Ok(i) => Some(i),
+                    Err(_) => return Ok(()),
+                },
+            };
+            let mut next = input;
+            while let Some(input) = next {
+                if !self.handle(input)? {
+                    return Ok(());
+                }
+                next = rx.try_recv().ok();
+            }
+            self.maybe_propose_sync();
+            self.maybe_send_batch();
+        }
+    }
+
+    // Idle without TTL keys means no timer at all: the server writes nothing and wakes for
+    // nothing. With TTL keys the loop wakes when the earliest one expires.
+    fn wait_timeout(&self) -> Option<Duration> {
+        if self.sync_in_flight {
+            return None;
+        }
+        let at = self.next_expiration?;
+        let now = clock::now_unix_nanos();
+        Some(Duration::from_nanos(at.saturating_sub(now)) + Duration::from_millis(1))
+    }
+
+    fn handle(&mut self, input: Input) -> Result<bool, StorageError> {
+        match input {
+            Input::Propose { command, reply } => self.propose(command, reply),
+            Input::ReadIndex { reply } => match self.raft.read_index() {
+                Ok(index) if index <= self.raft.applied_index() => {
+                    let _ = reply.send(Ok(()));
+                }
+                Ok(index) => self.reads.push((index, reply)),
+                Err(e) => {
+                    let _ = reply.send(Err(V2Error::new(crate::store::error::RAFT_INTERNAL, e.to_string(), 0)));
+                }
+            },
+            Input::Persisted(outcome) => self.on_persisted(outcome)?,
+            Input::Shutdown => {
+                self.fail_all(STOPPED_CAUSE);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn propose(&mut self, command: Command, reply: ProposeReply) {
+        let encoded = match batch::encode_command(&command) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = reply.send(Err(V2Error::new(300, e.to_string(), 0)));
+                return;
+            }
+        };
+        match self.raft.propose(encoded) {
+            Ok(index) => {
+                self.pending.insert(index, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(V2Error::new(300, e.to_string(), 0)));
+            }
+        }
+    }
+
+    fn maybe_propose_sync(&mut self) {
+        let Some(at) = self.next_expiration else { return };
+        let now = clock::now_unix_nanos();
+        if self.sync_in_flight || now < at {
+            return;
+        }
+        if let Ok(encoded) = batch::encode_command(&Command::Sync { now }) {
+            if self.raft.propose(encoded).is_ok() {
+                self.sync_in_flight = true;
+            }
+        }
+    }
+
+    fn maybe_send_batch(&mut self) {
+        if self.batch_busy {
+            return;
+        }
+        if let Some(ready) = self.raft.ready() {
+            if self.batch_tx.send(ready).is_ok() {
+                self.batch_busy = true;
+            }
+        }
+    }
+
+    fn on_persisted(&mut self, outcome: Result<BatchOutcome, StorageError>) -> Result<(), StorageError> {
+        self.batch_busy = false;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) if e.is_map_full() => {
+                log::warn!("{e}; the batch's writes are refused");
+                self.raft.persist_failed();
+                self.sync_in_flight = false;
+                let durable = self.raft.last_index();
+                let failed: Vec<u64> = self.pending.range(durable + 1..).map(|(i, _)| *i).collect();
+                for index in failed {
+                    if let Some(reply) = self.pending.remove(&index) {
+                        let _ = reply.send(Err(V2Error::new(300, NO_SPACE_CAUSE, 0)));
+                    }
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                // Anything else means the disk cannot be trusted: stop writing (a restart
+                // recovers from what is durable).
+                self.fail_all(STOPPED_CAUSE);
+                return Err(e);
+            }
+        };
+        self.raft.advance(Persisted {
+            durable_index: outcome.durable_index,
+            applied_index: outcome.applied_index,
+        });
+        self.next_expiration = outcome.next_expiration;
+        if outcome.applied_sync {
+            self.sync_in_flight = false;
+        }
+        for (_, result) in &outcome.results {
+            if let Ok(applied) = result {
+                self.hub.publish(applied);
+            }
+        }
+        self.publish_status();
+        for (index, result) in outcome.results {
+            if let Some(reply) = self.pending.remove(&index) {
+                let answer = result.map(|mut applied| applied.remove(0).event);
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        // Entries without a command (the leader's no-op) have no waiter; waiters below the
+        // applied index that got no result were never going to get one.
+        let applied = self.raft.applied_index();
+        let stale: Vec<u64> = self.pending.range(..=applied).map(|(i, _)| *i).collect();
+        for index in stale {
+            if let Some(reply) = self.pending.remove(&index) {
+                let _ = reply.send(Err(V2Error::new(300, TIMEOUT_CAUSE, 0)));
+            }
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.reads = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        self.status.commit_index.store(self.raft.commit_index(), Ordering::SeqCst);
+        self.status.term.store(self.raft.term(), Ordering::SeqCst);
+        self.status.leader.store(self.raft.leader().unwrap_or(0), Ordering::SeqCst);
+    }
+
+    fn fail_all(&mut self, cause: &str) {
+        for (_, reply) in std::mem::take(&mut self.pending) {
+            let _ = reply.send(Err(V2Error::new(300, cause, 0)));
+        }
+        for (_, reply) in std::mem::take(&mut self.reads) {
+            let _ = reply.send(Err(V2Error::new(300, cause, 0)));
+        }
+    }
+}

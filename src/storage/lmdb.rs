@@ -1,0 +1,431 @@
+//! LMDB through heed: the only file that names heed types. One environment in
+//! `<data-dir>/member/` with the databases `meta`, `log`, `nodes`, `ttl` and `events`. A batch
+//! is one write transaction and one durable commit; API workers read in short read
+//! transactions, which never block the writer.
+
+use super::format::{self, Identity, RaftState};
+use super::{StorageError, StorageErrorKind, Storage, StorageTxn};
+use crate::raft::Entry;
+use crate::store::{KvRead, KvWrite, Table};
+use heed::types::Bytes;
+use heed::{Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithTls};
+use std::path::{Path, PathBuf};
+
+type Db = Database<Bytes, Bytes>;
+
+#[derive(Clone, Copy)]
+struct Dbs {
+    meta: Db,
+    log: Db,
+    nodes: Db,
+    ttl: Db,
+    events: Db,
+}
+
+/// An open data dir.
+pub struct LmdbStorage {
+    env: Env<WithTls>,
+    dbs: Dbs,
+    path: PathBuf,
+    map_bytes: u64,
+}
+
+/// What a data dir holds when pikv starts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Cluster and member id, if the data dir was bootstrapped.
+    pub identity: Option<Identity>,
+    /// Hard state and applied index.
+    pub raft: RaftState,
+    /// Index and term of the last log entry (0, 0 when the log is empty).
+    pub last_index: u64,
+    /// Term of the last log entry.
+    pub last_term: u64,
+}
+
+fn io_err(op: impl Into<String>, path: &Path, e: heed::Error) -> StorageError {
+    let kind = match e {
+        heed::Error::Mdb(heed::MdbError::MapFull) => StorageErrorKind::MapFull,
+        heed::Error::Mdb(heed::MdbError::Invalid) => StorageErrorKind::Foreign(
+            "data.mdb is not an LMDB file or is damaged (MDB_INVALID)".to_string(),
+        ),
+        heed::Error::Mdb(heed::MdbError::VersionMismatch) => StorageErrorKind::Foreign(
+            "data.mdb was written by an incompatible LMDB version".to_string(),
+        ),
+        other => StorageErrorKind::Io(other.to_string()),
+    };
+    StorageError::new(op, path.to_path_buf(), kind)
+}
+
+impl LmdbStorage {
+    /// Opens (creating if needed) the data dir `data_dir` with a map of `map_bytes`.
+    /// Refuses data dirs of other programs, other formats and damaged files.
+    pub fn open(data_dir: &Path, map_bytes: u64) -> Result<LmdbStorage, StorageError> {
+        refuse_foreign_layout(data_dir)?;
+        let dir = data_dir.join("member");
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StorageError::new("create data dir", &dir, StorageErrorKind::Io(e.to_string()))
+        })?;
+        let map_size = usize::try_from(map_bytes).map_err(|_| {
+            StorageError::new(
+                "open data dir",
+                &dir,
+                StorageErrorKind::Io(format!(
+                    "--quota-backend-bytes={map_bytes} does not fit this machine's address space"
+                )),
+            )
+        })?;
+        let mut options = EnvOpenOptions::new();
+        options.map_size(map_size).max_dbs(8).max_readers(510);
+        // SAFETY: heed's conditions for opening a memory map: this process owns the data dir
+        // (nothing else modifies data.mdb while it is mapped), pikv keeps read transactions
+        // short, and a data dir on a network filesystem is documented as unsupported.
+        #[allow(unsafe_code)]
+        let env = unsafe { options.open(&dir) }.map_err(|e| match e {
+            heed::Error::Io(ref io) if io.raw_os_error() == Some(12) => StorageError::new(
+                "open data dir",
+                &dir,
+                StorageErrorKind::Io(format!(
+                    "cannot map --quota-backend-bytes={map_bytes} bytes (out of address space; \
+                     on 32-bit boards use at most 512 MiB)"
+                )),
+            ),
+            other => io_err("open data dir", &dir, other),
+        })?;
+        let mut wtxn = env.write_txn().map_err(|e| io_err("begin setup", &dir, e))?;
+        let mk = |wtxn: &mut RwTxn, name: &str| {
+            env.create_database::<Bytes, Bytes>(wtxn, Some(name))
+                .map_err(|e| io_err(format!("open database {name}"), &dir, e))
+        };
+        let dbs = Dbs {
+            meta: mk(&mut wtxn, "meta")?,
+            log: mk(&mut wtxn, "log")?,
+            nodes: mk(&mut wtxn, "nodes")?,
+            ttl: mk(&mut wtxn, "ttl")?,
+            events: mk(&mut wtxn, "events")?,
+        };
+        let found = dbs
+            .meta
+            .get(&wtxn, format::META_FORMAT)
+            .map_err(|e| io_err("read format record", &dir, e))?
+            .map(<[u8]>::to_vec);
+        match found {
+            Some(record) => format::check_format(&record).map_err(|why| {
+                StorageError::new("check data dir", &dir, StorageErrorKind::Foreign(why))
+            })?,
+            None => {
+                let empty = dbs.log.is_empty(&wtxn).map_err(|e| io_err("check log", &dir, e))?
+                    && dbs.nodes.is_empty(&wtxn).map_err(|e| io_err("check nodes", &dir, e))?;
+                if !empty {
+                    return Err(StorageError::new(
+                        "check data dir",
+                        &dir,
+                        StorageErrorKind::Foreign("it holds data but no pikv format record".into()),
+                    ));
+                }
+                dbs.meta
+                    .put(&mut wtxn, format::META_FORMAT, &format::format_record())
+                    .map_err(|e| io_err("write format record", &dir, e))?;
+            }
+        }
+        wtxn.commit().map_err(|e| io_err("commit setup", &dir, e))?;
+        Ok(LmdbStorage {
+            env,
+            dbs,
+            path: dir,
+            map_bytes,
+        })
+    }
+
+    /// The directory holding the LMDB files.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the data dir holds: identity, Raft state and the end of the log.
+    pub fn recover(&self) -> Result<Recovered, StorageError> {
+        let rtxn = self.env.read_txn().map_err(|e| self.err("begin recovery", e))?;
+        let identity = match self.dbs.meta.get(&rtxn, format::META_IDENTITY).map_err(|e| self.err("read identity", e))? {
+            Some(b) => Some(format::decode::<Identity>("identity record", b)?),
+            None => None,
+        };
+        let raft = match self.dbs.meta.get(&rtxn, format::META_RAFT_STATE).map_err(|e| self.err("read raft state", e))? {
+            Some(b) => format::decode::<RaftState>("raft state record", b)?,
+            None => RaftState::default(),
+        };
+        let (last_index, last_term) = match self.dbs.log.last(&rtxn).map_err(|e| self.err("read last log entry", e))? {
+            Some((k, v)) => {
+                let index = <[u8; 8]>::try_from(k)
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StorageError::corrupt("read last log entry", "bad key length"))?;
+                let entry = format::decode_entry(index, v)?;
+                (entry.index, entry.term)
+            }
+            None => (0, 0),
+        };
+        if raft.applied > last_index || raft.hard_state.commit > last_index {
+            return Err(StorageError::new(
+                "check raft state",
+                &self.path,
+                StorageErrorKind::Corrupt(format!(
+                    "applied {} / commit {} beyond the last log entry {last_index}",
+                    raft.applied, raft.hard_state.commit
+                )),
+            ));
+        }
+        Ok(Recovered {
+            identity,
+            raft,
+            last_index,
+            last_term,
+        })
+    }
+
+    /// Records who this data dir belongs to (once, at bootstrap).
+    pub fn save_identity(&self, identity: &Identity) -> Result<(), StorageError> {
+        let mut wtxn = self.env.write_txn().map_err(|e| self.err("begin identity write", e))?;
+        self.dbs
+            .meta
+            .put(&mut wtxn, format::META_IDENTITY, &format::encode("identity", identity)?)
+            .map_err(|e| self.err("write identity", e))?;
+        wtxn.commit().map_err(|e| self.err("commit identity", e))
+    }
+
+    /// A read transaction for API workers: keep it short.
+    pub fn read(&self) -> Result<LmdbRead<'_>, StorageError> {
+        let txn = self.env.read_txn().map_err(|e| self.err("begin read", e))?;
+        Ok(LmdbRead {
+            txn,
+            dbs: self.dbs,
+            path: &self.path,
+        })
+    }
+
+    /// Bytes of the map in use (pages that are not free), for the quota check.
+    pub fn used_bytes(&self) -> Result<u64, StorageError> {
+        let info = self.env.info();
+        let high_water = (info.last_page_number as u64 + 1).saturating_mul(page_size());
+        // Cheap estimate first; the exact count walks every database's statistics.
+        if high_water < self.map_bytes / 10 * 8 {
+            return Ok(high_water);
+        }
+        self.env.non_free_pages_size().map_err(|e| self.err("measure used pages", e))
+    }
+
+    /// The map size (the quota).
+    pub fn map_bytes(&self) -> u64 {
+        self.map_bytes
+    }
+
+    /// The log entries in `[from, to]`, for tests and replay.
+    pub fn entries(&self, from: u64, to: u64) -> Result<Vec<Entry>, StorageError> {
+        let rtxn = self.env.read_txn().map_err(|e| self.err("begin log read", e))?;
+        let (lo, hi) = (format::log_key(from), format::log_key(to));
+        let bounds: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
+        let iter = self.dbs.log.range(&rtxn, &bounds).map_err(|e| self.err("read log", e))?;
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(|e| self.err("read log", e))?;
+            let index = <[u8; 8]>::try_from(k)
+                .map(u64::from_be_bytes)
+                .map_err(|_| StorageError::corrupt("read log", "bad key length"))?;
+            out.push(format::decode_entry(index, v)?);
+        }
+        Ok(out)
+    }
+
+    fn err(&self, op: &str, e: heed::Error) -> StorageError {
+        io_err(op, &self.path, e)
+    }
+}
+
+fn page_size() -> u64 {
+    4096
+}
+
+/// Refuses an etcd data dir (or any dir with a `member/` that is not pikv's) before LMDB
+/// creates files in it.
+fn refuse_foreign_layout(data_dir: &Path) -> Result<(), StorageError> {
+    let member = data_dir.join("member");
+    for etcd_part in ["wal", "snap"] {
+        if member.join(etcd_part).exists() {
+            return Err(StorageError::new(
+                "check data dir",
+                data_dir,
+                StorageErrorKind::Foreign(format!(
+                    "it looks like an etcd data dir (member/{etcd_part} exists); pikv cannot read etcd's format"
+                )),
+            ));
+        }
+    }
+    if data_dir.exists() && !data_dir.is_dir() {
+        return Err(StorageError::new(
+            "check data dir",
+            data_dir,
+            StorageErrorKind::Foreign("it is not a directory".into()),
+        ));
+    }
+    Ok(())
+}
+
+/// A read transaction over the store's tables.
+pub struct LmdbRead<'e> {
+    txn: RoTxn<'e, WithTls>,
+    dbs: Dbs,
+    path: &'e Path,
+}
+
+/// A write transaction: the log, the Raft state and the store's tables, committed at once.
+pub struct LmdbTxn<'e> {
+    txn: RwTxn<'e>,
+    dbs: Dbs,
+    path: &'e Path,
+}
+
+fn table_db(dbs: &Dbs, table: Table) -> Db {
+    match table {
+        Table::Nodes => dbs.nodes,
+        Table::Ttl => dbs.ttl,
+        Table::Events => dbs.events,
+        Table::StoreMeta => dbs.meta,
+    }
+}
+
+fn table_key(table: Table, key: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if table == Table::StoreMeta {
+        let mut k = format::META_STORE_PREFIX.to_vec();
+        k.extend_from_slice(key);
+        std::borrow::Cow::Owned(k)
+    } else {
+        std::borrow::Cow::Borrowed(key)
+    }
+}
+
+fn get_in(txn: &RoTxn, dbs: &Dbs, path: &Path, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+    table_db(dbs, table)
+        .get(txn, &table_key(table, key))
+        .map(|v| v.map(<[u8]>::to_vec))
+        .map_err(|e| io_err(format!("read {table:?}"), path, e))
+}
+
+fn scan_in(
+    txn: &RoTxn,
+    dbs: &Dbs,
+    path: &Path,
+    table: Table,
+    start: &[u8],
+    end: Option<&[u8]>,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), StorageError> {
+    use std::ops::Bound;
+    let start_key = table_key(table, start).into_owned();
+    let end_key = match end {
+        Some(e) => Bound::Excluded(table_key(table, e).into_owned()),
+        // StoreMeta shares the meta database: an unbounded scan must stop at its prefix end.
+        None if table == Table::StoreMeta => {
+            let mut p = format::META_STORE_PREFIX.to_vec();
+            if let Some(last) = p.last_mut() {
+                *last += 1;
+            }
+            Bound::Excluded(p)
+        }
+        None => Bound::Unbounded,
+    };
+    let bounds = (Bound::Included(start_key.as_slice()), end_key.as_ref().map(|v| v.as_slice()));
+    let iter = table_db(dbs, table)
+        .range(txn, &bounds)
+        .map_err(|e| io_err(format!("scan {table:?}"), path, e))?;
+    let skip = if table == Table::StoreMeta { format::META_STORE_PREFIX.len() } else { 0 };
+    for item in iter {
+        let (k, v) = item.map_err(|e| io_err(format!("scan {table:?}"), path, e))?;
+        if !visit(&k[skip.min(k.len())..], v) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl KvRead for LmdbRead<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        get_in(&self.txn, &self.dbs, self.path, table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        scan_in(&self.txn, &self.dbs, self.path, table, start, end, visit)
+    }
+}
+
+impl KvRead for LmdbTxn<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        get_in(&self.txn, &self.dbs, self.path, table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        scan_in(&self.txn, &self.dbs, self.path, table, start, end, visit)
+    }
+}
+
+impl KvWrite for LmdbTxn<'_> {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        table_db(&self.dbs, table)
+            .put(&mut self.txn, &table_key(table, key), value)
+            .map_err(|e| io_err(format!("write {table:?}"), self.path, e))
+    }
+
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StorageError> {
+        table_db(&self.dbs, table)
+            .delete(&mut self.txn, &table_key(table, key))
+            .map_err(|e| io_err(format!("delete from {table:?}"), self.path, e))
+    }
+}
+
+impl StorageTxn for LmdbTxn<'_> {
+    fn append(&mut self, entry: &Entry) -> Result<(), StorageError> {
+        let bytes = format::encode_entry(entry)?;
+        self.dbs
+            .log
+            .put(&mut self.txn, &format::log_key(entry.index), &bytes)
+            .map_err(|e| io_err(format!("append log entry {}", entry.index), self.path, e))
+    }
+
+    fn save_raft_state(&mut self, state: &RaftState) -> Result<(), StorageError> {
+        let bytes = format::encode("raft state", state)?;
+        self.dbs
+            .meta
+            .put(&mut self.txn, format::META_RAFT_STATE, &bytes)
+            .map_err(|e| io_err("write raft state", self.path, e))
+    }
+
+    fn commit(self) -> Result<(), StorageError> {
+        let path = self.path;
+        self.txn.commit().map_err(|e| io_err("commit batch", path, e))
+    }
+}
+
+impl Storage for LmdbStorage {
+    type Txn<'a> = LmdbTxn<'a>;
+
+    fn begin(&self) -> Result<LmdbTxn<'_>, StorageError> {
+        let txn = self.env.write_txn().map_err(|e| self.err("begin batch", e))?;
+        Ok(LmdbTxn {
+            txn,
+            dbs: self.dbs,
+            path: &self.path,
+        })
+    }
+}

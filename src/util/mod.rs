@@ -1,0 +1,6 @@
+//! Small std-only helpers: clocks, checksums, SHA-1 for ids, the thread pool.
+
+pub mod checksum;
+pub mod clock;
+pub mod pool;
+pub mod sha1;
