@@ -10,3 +10,5 @@ pub mod storage;
 pub mod store;
 pub mod util;
 pub mod raft;
+pub mod node;
+pub mod watch;

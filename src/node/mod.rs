@@ -102,7 +102,7 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
         request_timeout: parts.request_timeout,
         quota_bytes: parts.storage.map_bytes(),
     };
-    let mut node = Node {
+    let node = Node {
         raft,
         hub: parts.hub,
         status,

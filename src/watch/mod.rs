@@ -58,7 +58,6 @@ enum Target {
 }
 
 struct Watcher {
-    key: String,
     recursive: bool,
     since: u64,
     target: Target,
@@ -167,7 +166,6 @@ impl WatchHub {
             inner.watchers.insert(
                 id,
                 Watcher {
-                    key: key.to_string(),
                     recursive,
                     since,
                     target,

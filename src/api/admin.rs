@@ -1,0 +1,262 @@
+//! Everything outside `/v2/keys`: `/version`, `/health`, `/v2/stats/*`, `/v2/members`,
+//! `/v2/machines` and the `/v2/auth/*` answers of an etcd whose v2 auth is disabled.
+
+use super::json::to_go_json;
+use super::reply::Reply;
+use super::server::{send, ApiContext, Incoming};
+use crate::util::{clock, time};
+use serde::Serialize;
+use std::io::Read;
+use std::time::Duration;
+
+/// The etcd server version pikv reports (the last etcd 2 release, whose API pikv serves).
+pub const ETCD_SERVER_VERSION: &str = "2.3.8";
+/// The cluster version pikv reports.
+pub const ETCD_CLUSTER_VERSION: &str = "2.3.0";
+
+pub(super) fn handle(ctx: &ApiContext, incoming: Incoming, path: &str) {
+    let reply = route(ctx, &incoming, path);
+    send(ctx, incoming, reply);
+}
+
+fn route(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
+    let method = incoming.method.as_str();
+    match path {
+        "/version" => only(method, &["GET"], || version()),
+        "/health" => only(method, &["GET"], || health(ctx)),
+        "/v2/machines" => only(method, &["GET", "HEAD"], || machines(ctx)),
+        "/v2/stats/self" => only(method, &["GET"], || stats_self(ctx)),
+        "/v2/stats/store" => only(method, &["GET"], || stats_store(ctx)),
+        "/v2/stats/leader" => only(method, &["GET"], || stats_leader(ctx)),
+        p if p == "/v2/members" || p.starts_with("/v2/members/") => with_cluster_id(ctx, members(ctx, incoming, p)),
+        p if p.starts_with("/v2/auth/") || p == "/v2/auth" => with_cluster_id(ctx, auth(method, p)),
+        _ => Reply::text(404, "404 page not found\n"),
+    }
+}
+
+fn only(method: &str, allowed: &[&str], f: impl FnOnce() -> Reply) -> Reply {
+    if allowed.contains(&method) {
+        f()
+    } else {
+        Reply::text(405, "Method Not Allowed\n").header("Allow", allowed.join(","))
+    }
+}
+
+fn with_cluster_id(ctx: &ApiContext, reply: Reply) -> Reply {
+    reply.header("X-Etcd-Cluster-Id", ctx.cluster_id_hex())
+}
+
+fn json(status: u16, body: Vec<u8>) -> Reply {
+    Reply::new(status, body).header("Content-Type", "application/json")
+}
+
+fn message(status: u16, text: &str) -> Reply {
+    #[derive(Serialize)]
+    struct Message<'a> {
+        message: &'a str,
+    }
+    json(status, to_go_json(&Message { message: text }))
+}
+
+fn with_newline(mut body: Vec<u8>) -> Vec<u8> {
+    body.push(b'\n');
+    body
+}
+
+fn version() -> Reply {
+    #[derive(Serialize)]
+    struct Version {
+        etcdserver: &'static str,
+        etcdcluster: &'static str,
+        pikv: &'static str,
+    }
+    json(
+        200,
+        to_go_json(&Version {
+            etcdserver: ETCD_SERVER_VERSION,
+            etcdcluster: ETCD_CLUSTER_VERSION,
+            pikv: env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}
+
+// Healthy means a leader exists and a linearizable read gets through within a second, as in
+// etcd 3.4 (which runs a quorum GET).
+fn health(ctx: &ApiContext) -> Reply {
+    let mut probe = ctx.node.clone();
+    probe.request_timeout = Duration::from_secs(1);
+    let has_leader = ctx.node.status.leader.load(std::sync::atomic::Ordering::SeqCst) != 0;
+    if has_leader && probe.read_barrier().is_ok() {
+        Reply::new(200, b"{\"health\":\"true\"}".to_vec()).header("Content-Type", "text/plain; charset=utf-8")
+    } else {
+        Reply::text(503, "{\"health\":\"false\"}\n")
+    }
+}
+
+fn machines(ctx: &ApiContext) -> Reply {
+    let mut urls = ctx.member.client_urls.clone();
+    urls.sort();
+    Reply::new(200, urls.join(", ").into_bytes()).header("Content-Type", "text/plain; charset=utf-8")
+}
+
+fn stats_self(ctx: &ApiContext) -> Reply {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct LeaderInfo {
+        leader: String,
+        uptime: String,
+        start_time: String,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SelfStats {
+        name: String,
+        id: String,
+        state: &'static str,
+        start_time: String,
+        leader_info: LeaderInfo,
+        recv_append_request_cnt: u64,
+        send_append_request_cnt: u64,
+    }
+    let leader = ctx.node.status.leader.load(std::sync::atomic::Ordering::SeqCst);
+    let is_leader = leader == ctx.member.id;
+    let now = clock::now_unix_nanos();
+    let stats = SelfStats {
+        name: ctx.member.name.clone(),
+        id: format!("{:x}", ctx.member.id),
+        state: if is_leader { "StateLeader" } else { "StateFollower" },
+        start_time: time::rfc3339_nano_utc(ctx.start_time),
+        leader_info: LeaderInfo {
+            leader: if leader == 0 { String::new() } else { format!("{leader:x}") },
+            uptime: time::go_duration(now.saturating_sub(ctx.start_time)),
+            start_time: time::rfc3339_nano_utc(ctx.start_time),
+        },
+        recv_append_request_cnt: 0,
+        send_append_request_cnt: 0,
+    };
+    json(200, to_go_json(&stats))
+}
+
+fn stats_store(ctx: &ApiContext) -> Reply {
+    let s = ctx.store.stats();
+    let watchers = ctx.hub.watcher_count();
+    let body = format!(
+        "{{\"getsSuccess\":{},\"getsFail\":{},\"setsSuccess\":{},\"setsFail\":{},\"deleteSuccess\":{},\"deleteFail\":{},\"updateSuccess\":{},\"updateFail\":{},\"createSuccess\":{},\"createFail\":{},\"compareAndSwapSuccess\":{},\"compareAndSwapFail\":{},\"compareAndDeleteSuccess\":{},\"compareAndDeleteFail\":{},\"expireCount\":{},\"watchers\":{}}}",
+        s.gets_success, s.gets_fail, s.sets_success, s.sets_fail, s.delete_success, s.delete_fail,
+        s.update_success, s.update_fail, s.create_success, s.create_fail, s.compare_and_swap_success,
+        s.compare_and_swap_fail, s.compare_and_delete_success, s.compare_and_delete_fail, s.expire_count, watchers
+    );
+    json(200, body.into_bytes())
+}
+
+fn stats_leader(ctx: &ApiContext) -> Reply {
+    let leader = ctx.node.status.leader.load(std::sync::atomic::Ordering::SeqCst);
+    if leader != ctx.member.id {
+        return message(403, "not current leader");
+    }
+    json(200, format!("{{\"leader\":\"{:x}\",\"followers\":{{}}}}", ctx.member.id).into_bytes())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Member {
+    id: String,
+    name: String,
+    #[serde(rename = "peerURLs")]
+    peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs")]
+    client_urls: Vec<String>,
+}
+
+fn this_member(ctx: &ApiContext) -> Member {
+    let mut peer_urls = ctx.member.peer_urls.clone();
+    peer_urls.sort();
+    Member {
+        id: format!("{:x}", ctx.member.id),
+        name: ctx.member.name.clone(),
+        peer_urls,
+        client_urls: ctx.member.client_urls.clone(),
+    }
+}
+
+fn members(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
+    let rest = path.trim_start_matches("/v2/members").trim_start_matches('/');
+    match (incoming.method.as_str(), rest) {
+        ("GET", "") => {
+            #[derive(Serialize)]
+            struct List {
+                members: Vec<Member>,
+            }
+            json(200, with_newline(to_go_json(&List { members: vec![this_member(ctx)] })))
+        }
+        ("GET", "leader") => {
+            if ctx.node.status.leader.load(std::sync::atomic::Ordering::SeqCst) == ctx.member.id {
+                json(200, with_newline(to_go_json(&this_member(ctx))))
+            } else {
+                message(503, "During election")
+            }
+        }
+        ("GET", _) => message(404, "Not found"),
+        ("POST", "") => member_change(incoming),
+        ("PUT" | "DELETE", "") => Reply::text(405, "Method Not Allowed\n"),
+        ("DELETE", id) | ("PUT", id) => match u64::from_str_radix(id, 16) {
+            Ok(n) if n == ctx.member.id && incoming.method == "PUT" => member_change(incoming),
+            Ok(n) if n == ctx.member.id => message(500, "Internal Server Error"),
+            Ok(n) => message(404, &format!("No such member: {n:x}")),
+            Err(_) => message(404, &format!("No such member: {id}")),
+        },
+        _ => Reply::text(405, "Method Not Allowed\n").header("Allow", "GET,POST,DELETE,PUT"),
+    }
+}
+
+// Membership changes need multi-member Raft; until then they are refused the way etcd
+// reports a change it cannot make, after the same request checks.
+fn member_change(incoming: &Incoming) -> Reply {
+    let content_type = incoming.header("Content-Type").unwrap_or_default();
+    let media = match content_type.split_once(';') {
+        Some((m, _)) => m.trim().to_ascii_lowercase(),
+        None => content_type.clone(),
+    };
+    if media != "application/json" {
+        return message(415, &format!("Bad Content-Type {media}, accept application/json"));
+    }
+    log::warn!("a membership change was refused: this pikv runs single-member clusters only");
+    message(500, "Internal Server Error")
+}
+
+fn auth(method: &str, path: &str) -> Reply {
+    let rest = path.trim_start_matches("/v2/auth").trim_start_matches('/');
+    match (method, rest) {
+        ("GET", "enable") => json(200, b"{\"enabled\":false}\n".to_vec()),
+        ("GET", "users") => json(200, b"{\"users\":null}\n".to_vec()),
+        ("GET", "roles") => json(
+            200,
+            b"{\"roles\":[{\"role\":\"root\",\"permissions\":{\"kv\":{\"read\":[\"/*\"],\"write\":[\"/*\"]}}}]}\n".to_vec(),
+        ),
+        ("GET", "roles/root") => json(
+            200,
+            b"{\"role\":\"root\",\"permissions\":{\"kv\":{\"read\":[\"/*\"],\"write\":[\"/*\"]}}}\n".to_vec(),
+        ),
+        ("GET", r) if r.starts_with("users/") => {
+            message(404, &format!("auth: User {} does not exist.", &r["users/".len()..]))
+        }
+        ("GET", r) if r.starts_with("roles/") => {
+            message(404, &format!("auth: Role {} does not exist.", &r["roles/".len()..]))
+        }
+        ("PUT", "enable") => message(409, "auth: No root user available, please create one"),
+        ("DELETE", "enable") => message(409, "auth: already disabled"),
+        _ => message(403, "auth is not supported by pikv"),
+    }
+}
+
+/// Drains a request body the handlers do not read (keeps the connection usable).
+pub fn drain(incoming: &mut Incoming) {
+    let _ = std::io::copy(&mut incoming.request.as_reader(), &mut std::io::sink());
+}
+
+#[allow(dead_code)]
+fn read_small_body(incoming: &mut Incoming) -> Vec<u8> {
+    let mut body = Vec::new();
+    let _ = incoming.request.as_reader().take(1 << 20).read_to_end(&mut body);
+    body
+}

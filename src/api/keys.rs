@@ -1,0 +1,181 @@
+//! `/v2/keys`: parse, then read in a short LMDB read transaction, propose through the node,
+//! or park a watch in the hub.
+
+use super::params::{self, KeysRequest};
+use super::render;
+use super::reply::{write_chunk, write_chunked_head, write_last_chunk, Reply};
+use super::server::{cors_headers, send, ApiContext, Incoming};
+use crate::store::{Event, V2Error};
+use crate::util::clock;
+use crate::watch::{WatchSink, WatchStart};
+use std::io::{Read, Write};
+
+/// LMDB's key limit leaves room for this many bytes of key path (the node and TTL index keys
+/// add a few bytes of their own).
+const KEY_BYTES_MAX: usize = 480;
+
+pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
+    if !matches!(incoming.method.as_str(), "GET" | "HEAD" | "PUT" | "POST" | "DELETE") {
+        let reply = Reply::text(405, "Method Not Allowed\n").header("Allow", "HEAD,GET,PUT,POST,DELETE");
+        return send(ctx, incoming, reply);
+    }
+    let body = if matches!(incoming.method.as_str(), "PUT" | "POST") {
+        match read_body(&mut incoming) {
+            Ok(b) => b,
+            Err(reply) => return send(ctx, incoming, reply),
+        }
+    } else {
+        Vec::new()
+    };
+    let now = clock::now_unix_nanos();
+    let content_type = incoming.header("Content-Type");
+    let parsed = params::parse_keys_request(&incoming.method, &key, &incoming.raw_query, content_type.as_deref(), &body, now);
+    let request = match parsed {
+        Ok(r) => r,
+        Err(e) => return send(ctx, incoming, error_reply(ctx, &e)),
+    };
+    match request {
+        KeysRequest::Read {
+            key,
+            recursive,
+            sorted,
+            quorum,
+        } => {
+            let reply = read(ctx, &key, recursive, sorted, quorum);
+            send(ctx, incoming, reply)
+        }
+        KeysRequest::Watch {
+            key,
+            recursive,
+            stream,
+            wait_index,
+        } => watch(ctx, incoming, &key, recursive, stream, wait_index),
+        KeysRequest::Write {
+            command,
+            no_value_on_success,
+        } => {
+            if key.len() > KEY_BYTES_MAX {
+                let e = V2Error::new(crate::store::error::INVALID_FIELD, format!("key is longer than {KEY_BYTES_MAX} bytes"), 0);
+                return send(ctx, incoming, error_reply(ctx, &e));
+            }
+            let reply = match ctx.node.propose(command, body.len()) {
+                Ok(Ok(event)) => event_reply(ctx, &event, no_value_on_success),
+                Ok(Err(e)) | Err(e) => error_reply(ctx, &e),
+            };
+            send(ctx, incoming, reply)
+        }
+    }
+}
+
+// Reads the body up to etcd's 10 MiB limit; beyond it, etcd's 210 and a closed connection.
+fn read_body(incoming: &mut Incoming) -> Result<Vec<u8>, Reply> {
+    let mut body = Vec::new();
+    let limit = params::BODY_BYTES_MAX as u64 + 1;
+    match incoming.request.as_reader().take(limit).read_to_end(&mut body) {
+        Ok(_) if body.len() > params::BODY_BYTES_MAX => {
+            let e = params::body_too_large();
+            let mut reply = Reply::new(400, render::error_body(&e))
+                .header("Content-Type", "application/json")
+                .header("X-Etcd-Index", "0");
+            reply.close = true;
+            Err(reply)
+        }
+        Ok(_) => Ok(body),
+        Err(e) => {
+            let mut reply = Reply::text(400, &format!("400 Bad Request: cannot read the body: {e}\n"));
+            reply.close = true;
+            Err(reply)
+        }
+    }
+}
+
+fn read(ctx: &ApiContext, key: &str, recursive: bool, sorted: bool, quorum: bool) -> Reply {
+    if quorum {
+        if let Err(e) = ctx.node.read_barrier() {
+            return error_reply(ctx, &e);
+        }
+    }
+    let result = ctx.storage.read().and_then(|view| ctx.store.get(&view, key, recursive, sorted));
+    match result {
+        Ok(Ok(event)) => event_reply(ctx, &event, false),
+        Ok(Err(e)) => error_reply(ctx, &e),
+        Err(e) => {
+            log::error!("read of {key} failed: {e}");
+            error_reply(ctx, &V2Error::new(300, e.to_string(), 0))
+        }
+    }
+}
+
+fn base_headers(ctx: &ApiContext, etcd_index: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", "application/json".to_string()),
+        ("X-Etcd-Cluster-Id", ctx.cluster_id_hex()),
+        ("X-Etcd-Index", etcd_index.to_string()),
+    ]
+}
+
+fn raft_headers(ctx: &ApiContext) -> Vec<(&'static str, String)> {
+    let (index, term) = ctx.node.raft_index_term();
+    vec![("X-Raft-Index", index.to_string()), ("X-Raft-Term", term.to_string())]
+}
+
+fn event_reply(ctx: &ApiContext, event: &Event, no_value: bool) -> Reply {
+    let body = render::event_body(event, clock::now_unix_nanos(), no_value);
+    let mut reply = Reply::new(render::success_status(event), body);
+    reply.headers = base_headers(ctx, event.etcd_index);
+    reply.headers.extend(raft_headers(ctx));
+    reply
+}
+
+/// A keys error: etcd's body, its status, the cluster id and index headers, no X-Raft-*.
+pub(super) fn error_reply(ctx: &ApiContext, e: &V2Error) -> Reply {
+    let mut reply = Reply::new(e.http_status(), render::error_body(e));
+    reply.headers = base_headers(ctx, e.index);
+    reply
+}
+
+/// A watch's response writer, parked in the hub.
+struct ChunkedSink {
+    writer: Box<dyn Write + Send>,
+}
+
+impl WatchSink for ChunkedSink {
+    fn send_event(&mut self, event: &Event) -> bool {
+        let body = render::event_body(event, clock::now_unix_nanos(), false);
+        write_chunk(&mut *self.writer, &body).is_ok()
+    }
+
+    fn finish(mut self: Box<Self>) {
+        let _ = write_last_chunk(&mut *self.writer);
+    }
+}
+
+fn watch(ctx: &ApiContext, incoming: Incoming, key: &str, recursive: bool, stream: bool, wait_index: u64) {
+    let start = match ctx.hub.start(key, recursive, wait_index) {
+        Ok(s) => s,
+        Err(e) => return send(ctx, incoming, error_reply(ctx, &e)),
+    };
+    let current = match &start {
+        WatchStart::Hit { current, .. } | WatchStart::Wait { current, .. } => *current,
+    };
+    let mut headers = base_headers(ctx, current);
+    headers.extend(raft_headers(ctx));
+    headers.extend(cors_headers(ctx, incoming.header("Origin").as_deref()));
+    let mut writer = incoming.request.into_writer();
+    if let Err(e) = write_chunked_head(&mut *writer, 200, &headers) {
+        log::debug!("watch on {key}: client gone: {e}");
+        return;
+    }
+    let mut sink = Box::new(ChunkedSink { writer });
+    let since = match start {
+        WatchStart::Hit { event, .. } => {
+            if !sink.send_event(&event) || !stream {
+                sink.finish();
+                return;
+            }
+            event.etcd_index + 1
+        }
+        WatchStart::Wait { since, .. } => since,
+    };
+    ctx.hub.park(key, recursive, stream, since, sink);
+}

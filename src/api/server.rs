@@ -1,0 +1,180 @@
+//! The client listeners: one tiny_http server per `--listen-client-urls` entry, a dispatcher
+//! thread each, and the request handling on the elastic pool. Routing, CORS and Go's
+//! `ServeMux` behaviour (OPTIONS, 301 for unclean paths, 404) live here; the endpoints are
+//! in `keys.rs` and `admin.rs`.
+
+use super::path::{check_path, keys_key, PathCheck};
+use super::reply::{write_reply, Reply};
+use crate::cli::config::Cors;
+use crate::node::NodeHandle;
+use crate::storage::lmdb::LmdbStorage;
+use crate::store::V2Store;
+use crate::util::pool::Pool;
+use crate::watch::WatchHub;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// This member as the members API shows it.
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    /// Member id.
+    pub id: u64,
+    /// `--name`.
+    pub name: String,
+    /// Advertised peer URLs.
+    pub peer_urls: Vec<String>,
+    /// Advertised client URLs.
+    pub client_urls: Vec<String>,
+}
+
+/// What every request handler can reach.
+pub struct ApiContext {
+    /// LMDB, for read transactions.
+    pub storage: Arc<LmdbStorage>,
+    /// The v2 store (reads and counters).
+    pub store: Arc<V2Store>,
+    /// Parked watches.
+    pub hub: Arc<WatchHub>,
+    /// The node thread.
+    pub node: NodeHandle,
+    /// The cluster id (X-Etcd-Cluster-Id).
+    pub cluster_id: u64,
+    /// This member.
+    pub member: MemberInfo,
+    /// The CORS policy.
+    pub cors: Cors,
+    /// Process start, Unix nanoseconds.
+    pub start_time: u64,
+    /// The pool requests and deliveries run on.
+    pub pool: Pool,
+}
+
+impl ApiContext {
+    /// X-Etcd-Cluster-Id's value.
+    pub fn cluster_id_hex(&self) -> String {
+        format!("{:x}", self.cluster_id)
+    }
+}
+
+/// A request as the handlers see it: method, path, query, headers and the connection.
+pub struct Incoming {
+    /// The tiny_http request (body unread).
+    pub request: tiny_http::Request,
+    /// Upper-case method name.
+    pub method: String,
+    /// The raw query string (without '?').
+    pub raw_query: String,
+}
+
+impl Incoming {
+    /// A request header's value (first occurrence).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.request
+            .headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str().to_string())
+    }
+}
+
+/// Binds every listen address; an error names the address.
+pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, tiny_http::Server)>, String> {
+    addrs
+        .iter()
+        .map(|a| {
+            tiny_http::Server::http(a)
+                .map(|s| (*a, s))
+                .map_err(|e| format!("cannot listen for clients on {a}: {e}"))
+        })
+        .collect()
+}
+
+/// Starts a dispatcher thread per listener; requests are handled on the pool.
+pub fn serve(servers: Vec<(SocketAddr, tiny_http::Server)>, ctx: Arc<ApiContext>) -> Result<(), String> {
+    for (addr, server) in servers {
+        let ctx = Arc::clone(&ctx);
+        std::thread::Builder::new()
+            .name(format!("listen-{addr}"))
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                for request in server.incoming_requests() {
+                    let ctx2 = Arc::clone(&ctx);
+                    ctx.pool.spawn(move || handle(&ctx2, request));
+                }
+            })
+            .map_err(|e| format!("cannot start the listener thread for {addr}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The CORS headers this request gets (spec §13).
+pub fn cors_headers(ctx: &ApiContext, origin: Option<&str>) -> Vec<(&'static str, String)> {
+    let allow_origin = match &ctx.cors {
+        Cors::Any => Some("*".to_string()),
+        Cors::Origins(list) => origin.filter(|o| list.iter().any(|a| a == o)).map(str::to_string),
+    };
+    match allow_origin {
+        Some(o) => vec![
+            ("Access-Control-Allow-Headers", "accept, content-type, authorization".to_string()),
+            ("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE".to_string()),
+            ("Access-Control-Allow-Origin", o),
+        ],
+        None => Vec::new(),
+    }
+}
+
+/// Sends `reply` with the CORS headers added.
+pub fn send(ctx: &ApiContext, incoming: Incoming, mut reply: Reply) {
+    let origin = incoming.header("Origin");
+    reply.headers.extend(cors_headers(ctx, origin.as_deref()));
+    let head_only = incoming.method == "HEAD";
+    let mut writer = incoming.request.into_writer();
+    if let Err(e) = write_reply(&mut *writer, &reply, head_only) {
+        log::debug!("cannot write a response: {e}");
+    }
+}
+
+fn handle(ctx: &ApiContext, request: tiny_http::Request) {
+    let method = request.method().as_str().to_ascii_uppercase();
+    let url = request.url().to_string();
+    let (raw_path, raw_query) = match url.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (url.clone(), String::new()),
+    };
+    let incoming = Incoming {
+        request,
+        method,
+        raw_query,
+    };
+    if incoming.method == "OPTIONS" {
+        return send(ctx, incoming, Reply::new(200, Vec::new()));
+    }
+    let path = match check_path(&raw_path, &incoming.raw_query) {
+        Ok(PathCheck::Clean(p)) => p,
+        Ok(PathCheck::Redirect(location)) => {
+            let body = if matches!(incoming.method.as_str(), "GET" | "HEAD") {
+                format!("<a href=\"{}\">Moved Permanently</a>.\n\n", html_escape(&location)).into_bytes()
+            } else {
+                Vec::new()
+            };
+            let mut reply = Reply::new(301, body).header("Location", location);
+            if !reply.body.is_empty() {
+                reply = reply.header("Content-Type", "text/html; charset=utf-8");
+            }
+            return send(ctx, incoming, reply);
+        }
+        Err(why) => return send(ctx, incoming, Reply::text(400, &format!("400 Bad Request: {why}\n"))),
+    };
+    if let Some(key) = keys_key(&path) {
+        return super::keys::handle(ctx, incoming, key);
+    }
+    super::admin::handle(ctx, incoming, &path);
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
