@@ -59,6 +59,10 @@ impl Harness {
         node
     }
 
+    fn next_expiration(&self) -> Option<u64> {
+        V2Store::next_expiration(&self.kv).unwrap()
+    }
+
     fn index(&self) -> u64 {
         V2Store::current_index(&self.kv).unwrap()
     }
@@ -509,7 +513,7 @@ fn set_dir_on_file_replaces_it_with_empty_dir_captured() {
     let e = h.ok(mkdir("/dir1/a", None));
     let prev = exp(file("/dir1/a", "A", 28, 28), 500);
     assert_eq!(e, ev(Action::Set, dir("/dir1/a", 31, 31), Some(prev), 31));
-    assert_eq!(VStore::next(&h), None);
+    assert_eq!(h.next_expiration(), None);
 }
 
 #[test]
@@ -532,7 +536,7 @@ fn set_without_ttl_makes_node_permanent() {
     h.ok(set_ttl("/k", "a", 100));
     h.ok(set("/k", "b"));
     assert_eq!(h.node("/k"), file("/k", "b", 2, 2));
-    assert_eq!(VStore::next(&h), None);
+    assert_eq!(h.next_expiration(), None);
 }
 
 #[test]
@@ -558,7 +562,7 @@ fn set_refresh_captured() {
     let node = exp(file("/t1", "v2", 20, 20), 30_000);
     let prev = file("/t1", "v2", 19, 18);
     assert_eq!(e, refreshed(ev(Action::Set, node, Some(prev), 20)));
-    assert_eq!(VStore::next(&h), Some(30_000));
+    assert_eq!(h.next_expiration(), Some(30_000));
 }
 
 #[test]
@@ -627,7 +631,7 @@ fn update_and_refresh_captured() {
         e,
         ev(Action::Update, file("/foo", "bar", 9, 7), Some(prev), 9)
     );
-    assert_eq!(VStore::next(&h), None);
+    assert_eq!(h.next_expiration(), None);
 }
 
 #[test]
@@ -654,9 +658,9 @@ fn update_rows() {
     assert_eq!(e, want);
     let e = h.ok(update("/cas", "y", Some(77)));
     assert_eq!(e.node, exp(file("/cas", "y", 46, 44), 77));
-    assert_eq!(VStore::next(&h), Some(77));
+    assert_eq!(h.next_expiration(), Some(77));
     h.ok(update("/cas", "z", Some(88)));
-    assert_eq!(VStore::next(&h), Some(88));
+    assert_eq!(h.next_expiration(), Some(88));
 }
 
 #[test]
@@ -669,12 +673,12 @@ fn update_dir_ttl_keeps_stored_modified_index_captured() {
     let node = exp(dir("/dir1", 26, 25), 100_000);
     assert_eq!(e, ev(Action::Update, node, Some(dir("/dir1", 25, 25)), 26));
     assert_eq!(h.node("/dir1"), exp(dir("/dir1", 25, 25), 100_000));
-    assert_eq!(VStore::next(&h), Some(100_000));
+    assert_eq!(h.next_expiration(), Some(100_000));
     let e = h.ok(update("/dir1", "", None));
     let prev = exp(dir("/dir1", 25, 25), 100_000);
     assert_eq!(e, ev(Action::Update, dir("/dir1", 27, 25), Some(prev), 27));
     assert_eq!(h.node("/dir1"), dir("/dir1", 25, 25));
-    assert_eq!(VStore::next(&h), None);
+    assert_eq!(h.next_expiration(), None);
     assert_eq!(
         h.err(update("/dir1", "x", None)),
         error(NOT_FILE, "/dir1", 27)
@@ -772,7 +776,7 @@ fn compare_and_swap_rows() {
     // Without ttl the TTL is removed; createdIndex is kept.
     assert_eq!(e.node, file("/k", "w", 3, 2));
     assert_eq!(e.prev_node, Some(exp(file("/k", "v", 2, 2), 50)));
-    assert_eq!(VStore::next(&h), None);
+    assert_eq!(h.next_expiration(), None);
     let e = h.ok(Command::CompareAndSwap {
         key: "/k".into(),
         value: "u".into(),
@@ -782,7 +786,7 @@ fn compare_and_swap_rows() {
         refresh: false,
     });
     assert_eq!(e.node, exp(file("/k", "u", 4, 2), 70));
-    assert_eq!(VStore::next(&h), Some(70));
+    assert_eq!(h.next_expiration(), Some(70));
 }
 
 #[test]
@@ -844,6 +848,26 @@ fn create_in_order_under_file_captured() {
     assert_eq!(e, error(NOT_DIR, "/afile", 67));
     let e = h.err(post("/afile/sub", "x", false, None));
     assert_eq!(e, error(NOT_DIR, "/afile", 67));
+}
+
+#[test]
+fn create_in_order_creates_missing_parents() {
+    let mut h = Harness::new();
+    let e = h.ok(post("/a/b/q", "v", false, Some(9)));
+    assert_eq!(
+        e.node,
+        exp(file("/a/b/q/00000000000000000001", "v", 1, 1), 9)
+    );
+    assert_eq!(h.node("/a/b/q"), dir("/a/b/q", 1, 1));
+    assert_eq!(h.node("/a"), dir("/a", 1, 1));
+}
+
+#[test]
+fn create_in_order_onto_an_existing_name_is_key_already_exists() {
+    let mut h = Harness::new();
+    h.ok(set("/q/00000000000000000002", "squatter"));
+    let e = h.err(post("/q", "v", false, None));
+    assert_eq!(e, error(NODE_EXIST, "/q/00000000000000000002", 1));
 }
 
 #[test]
@@ -930,9 +954,9 @@ fn delete_removes_ttl_entries_of_the_subtree() {
     h.ok(mkdir("/d", Some(100)));
     h.ok(set_ttl("/d/a", "1", 50));
     h.ok(set_ttl("/d/s/_b", "2", 70));
-    assert_eq!(VStore::next(&h), Some(50));
+    assert_eq!(h.next_expiration(), Some(50));
     h.ok(del("/d", false, true));
-    assert_eq!(VStore::next(&h), None);
+    assert_eq!(h.next_expiration(), None);
     assert_eq!(h.kv.len(Table::Nodes), 0);
 }
 
@@ -990,19 +1014,10 @@ fn compare_and_delete_rows() {
     let e = h.ok(cad("/k", None, Some(2)));
     assert_eq!(e.node, gone("/k", 1135, 2));
     assert_eq!(e.prev_node, Some(exp(file("/k", "v", 2, 2), 40)));
-    assert_eq!(VStore::next(&h), None);
+    assert_eq!(h.next_expiration(), None);
 }
 
 // ---- expiry ----
-
-/// A test-side shorthand for the store's expiry query.
-struct VStore;
-
-impl VStore {
-    fn next(h: &Harness) -> Option<u64> {
-        V2Store::next_expiration(&h.kv).unwrap()
-    }
-}
 
 #[test]
 fn sync_expires_in_expiration_order_then_key_order() {
@@ -1011,7 +1026,7 @@ fn sync_expires_in_expiration_order_then_key_order() {
     h.ok(set_ttl("/b", "2", 20));
     h.ok(set_ttl("/a", "1", 20));
     h.ok(set_ttl("/later", "4", 99));
-    assert_eq!(VStore::next(&h), Some(20));
+    assert_eq!(h.next_expiration(), Some(20));
     assert!(h.run(sync(19)).unwrap().is_empty());
     assert_eq!(h.index(), 4);
     let applied = h.run(sync(30)).unwrap();
@@ -1038,7 +1053,7 @@ fn sync_expires_in_expiration_order_then_key_order() {
     ];
     assert_eq!(events, want);
     assert_eq!(h.index(), 7);
-    assert_eq!(VStore::next(&h), Some(99));
+    assert_eq!(h.next_expiration(), Some(99));
     assert_eq!(h.store.stats().expire_count, 3);
 }
 
@@ -1064,10 +1079,26 @@ fn expiring_dir_removes_subtree_with_one_event() {
     let removed = ["/d", "/d/late", "/d/sub", "/d/sub/_h"];
     assert_eq!(applied[1].removed, removed.map(String::from).to_vec());
     // The child with a later TTL went with its directory and never expires on its own.
-    assert_eq!(VStore::next(&h), None);
+    assert_eq!(h.next_expiration(), None);
     assert!(h.run(sync(1_000)).unwrap().is_empty());
     assert_eq!(h.index(), 6);
     assert_eq!(h.kv.len(Table::Nodes), 0);
+}
+
+#[test]
+fn dir_and_child_expiring_together_give_one_event() {
+    // Ties go by key, and the directory sorts before its children.
+    let mut h = Harness::new();
+    h.ok(mkdir("/d", Some(50)));
+    h.ok(set_ttl("/d/a", "1", 50));
+    let applied = h.run(sync(50)).unwrap();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].event.node, dir("/d", 3, 1));
+    assert_eq!(
+        applied[0].removed,
+        ["/d", "/d/a"].map(String::from).to_vec()
+    );
+    assert_eq!(h.next_expiration(), None);
 }
 
 #[test]
@@ -1143,7 +1174,7 @@ fn index_and_history_survive_restart() {
     };
     assert_eq!(restarted.index(), 2);
     assert_eq!(V2Store::history(&restarted.kv).unwrap().len(), 2);
-    assert_eq!(VStore::next(&restarted), Some(9));
+    assert_eq!(restarted.next_expiration(), Some(9));
     assert_eq!(restarted.ok(set("/c", "3")).etcd_index, 3);
     assert_eq!(restarted.node("/a"), file("/a", "1", 1, 1));
 }
