@@ -1,0 +1,3 @@
+//! Small dependency-free helpers shared by the API and the stats endpoints.
+
+pub mod time;
