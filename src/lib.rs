@@ -6,5 +6,7 @@
 //! is durable and applied; applied events wake parked watches in the watch hub.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod storage;
 pub mod store;
+pub mod util;
