@@ -5,10 +5,12 @@
 //! storage thread appends, applies and commits in one LMDB write transaction and reports what
 //! is durable and applied; applied events wake parked watches in the watch hub.
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
+pub mod api;
+pub mod node;
+pub mod raft;
 pub mod storage;
 pub mod store;
 pub mod util;
-pub mod raft;
-pub mod node;
 pub mod watch;

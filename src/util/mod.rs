@@ -1,6 +1,8 @@
-//! Small std-only helpers: clocks, checksums, SHA-1 for ids, the thread pool.
+//! Small std-only helpers: clocks, checksums, SHA-1 for ids, the thread pool, Go-compatible
+//! time formatting.
 
 pub mod checksum;
 pub mod clock;
 pub mod pool;
 pub mod sha1;
+pub mod time;
