@@ -8,8 +8,10 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod cli;
 pub mod node;
 pub mod raft;
+pub mod server;
 pub mod storage;
 pub mod store;
 pub mod util;

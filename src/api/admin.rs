@@ -6,7 +6,6 @@ use super::reply::Reply;
 use super::server::{send, ApiContext, Incoming};
 use crate::util::{clock, time};
 use serde::Serialize;
-use std::io::Read;
 use std::time::Duration;
 
 /// The etcd server version pikv reports (the last etcd 2 release, whose API pikv serves).
@@ -28,7 +27,9 @@ fn route(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
         "/v2/stats/self" => only(method, &["GET"], || stats_self(ctx)),
         "/v2/stats/store" => only(method, &["GET"], || stats_store(ctx)),
         "/v2/stats/leader" => only(method, &["GET"], || stats_leader(ctx)),
-        p if p == "/v2/members" || p.starts_with("/v2/members/") => with_cluster_id(ctx, members(ctx, incoming, p)),
+        p if p == "/v2/members" || p.starts_with("/v2/members/") => {
+            with_cluster_id(ctx, members(ctx, incoming, p))
+        }
         p if p.starts_with("/v2/auth/") || p == "/v2/auth" => with_cluster_id(ctx, auth(method, p)),
         _ => Reply::text(404, "404 page not found\n"),
     }
@@ -85,9 +86,15 @@ fn version() -> Reply {
 fn health(ctx: &ApiContext) -> Reply {
     let mut probe = ctx.node.clone();
     probe.request_timeout = Duration::from_secs(1);
-    let has_leader = ctx.node.status.leader.load(std::sync::atomic::Ordering::SeqCst) != 0;
+    let has_leader = ctx
+        .node
+        .status
+        .leader
+        .load(std::sync::atomic::Ordering::SeqCst)
+        != 0;
     if has_leader && probe.read_barrier().is_ok() {
-        Reply::new(200, b"{\"health\":\"true\"}".to_vec()).header("Content-Type", "text/plain; charset=utf-8")
+        Reply::new(200, b"{\"health\":\"true\"}".to_vec())
+            .header("Content-Type", "text/plain; charset=utf-8")
     } else {
         Reply::text(503, "{\"health\":\"false\"}\n")
     }
@@ -96,7 +103,8 @@ fn health(ctx: &ApiContext) -> Reply {
 fn machines(ctx: &ApiContext) -> Reply {
     let mut urls = ctx.member.client_urls.clone();
     urls.sort();
-    Reply::new(200, urls.join(", ").into_bytes()).header("Content-Type", "text/plain; charset=utf-8")
+    Reply::new(200, urls.join(", ").into_bytes())
+        .header("Content-Type", "text/plain; charset=utf-8")
 }
 
 fn stats_self(ctx: &ApiContext) -> Reply {
@@ -118,16 +126,28 @@ fn stats_self(ctx: &ApiContext) -> Reply {
         recv_append_request_cnt: u64,
         send_append_request_cnt: u64,
     }
-    let leader = ctx.node.status.leader.load(std::sync::atomic::Ordering::SeqCst);
+    let leader = ctx
+        .node
+        .status
+        .leader
+        .load(std::sync::atomic::Ordering::SeqCst);
     let is_leader = leader == ctx.member.id;
     let now = clock::now_unix_nanos();
     let stats = SelfStats {
         name: ctx.member.name.clone(),
         id: format!("{:x}", ctx.member.id),
-        state: if is_leader { "StateLeader" } else { "StateFollower" },
+        state: if is_leader {
+            "StateLeader"
+        } else {
+            "StateFollower"
+        },
         start_time: time::rfc3339_nano_utc(ctx.start_time),
         leader_info: LeaderInfo {
-            leader: if leader == 0 { String::new() } else { format!("{leader:x}") },
+            leader: if leader == 0 {
+                String::new()
+            } else {
+                format!("{leader:x}")
+            },
             uptime: time::go_duration(now.saturating_sub(ctx.start_time)),
             start_time: time::rfc3339_nano_utc(ctx.start_time),
         },
@@ -150,11 +170,18 @@ fn stats_store(ctx: &ApiContext) -> Reply {
 }
 
 fn stats_leader(ctx: &ApiContext) -> Reply {
-    let leader = ctx.node.status.leader.load(std::sync::atomic::Ordering::SeqCst);
+    let leader = ctx
+        .node
+        .status
+        .leader
+        .load(std::sync::atomic::Ordering::SeqCst);
     if leader != ctx.member.id {
         return message(403, "not current leader");
     }
-    json(200, format!("{{\"leader\":\"{:x}\",\"followers\":{{}}}}", ctx.member.id).into_bytes())
+    json(
+        200,
+        format!("{{\"leader\":\"{:x}\",\"followers\":{{}}}}", ctx.member.id).into_bytes(),
+    )
 }
 
 #[derive(Serialize)]
@@ -180,17 +207,30 @@ fn this_member(ctx: &ApiContext) -> Member {
 }
 
 fn members(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
-    let rest = path.trim_start_matches("/v2/members").trim_start_matches('/');
+    let rest = path
+        .trim_start_matches("/v2/members")
+        .trim_start_matches('/');
     match (incoming.method.as_str(), rest) {
         ("GET", "") => {
             #[derive(Serialize)]
             struct List {
                 members: Vec<Member>,
             }
-            json(200, with_newline(to_go_json(&List { members: vec![this_member(ctx)] })))
+            json(
+                200,
+                with_newline(to_go_json(&List {
+                    members: vec![this_member(ctx)],
+                })),
+            )
         }
         ("GET", "leader") => {
-            if ctx.node.status.leader.load(std::sync::atomic::Ordering::SeqCst) == ctx.member.id {
+            if ctx
+                .node
+                .status
+                .leader
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == ctx.member.id
+            {
                 json(200, with_newline(to_go_json(&this_member(ctx))))
             } else {
                 message(503, "During election")
@@ -218,7 +258,10 @@ fn member_change(incoming: &Incoming) -> Reply {
         None => content_type.clone(),
     };
     if media != "application/json" {
-        return message(415, &format!("Bad Content-Type {media}, accept application/json"));
+        return message(
+            415,
+            &format!("Bad Content-Type {media}, accept application/json"),
+        );
     }
     log::warn!("a membership change was refused: this pikv runs single-member clusters only");
     message(500, "Internal Server Error")
@@ -247,16 +290,4 @@ fn auth(method: &str, path: &str) -> Reply {
         ("DELETE", "enable") => message(409, "auth: already disabled"),
         _ => message(403, "auth is not supported by pikv"),
     }
-}
-
-/// Drains a request body the handlers do not read (keeps the connection usable).
-pub fn drain(incoming: &mut Incoming) {
-    let _ = std::io::copy(&mut incoming.request.as_reader(), &mut std::io::sink());
-}
-
-#[allow(dead_code)]
-fn read_small_body(incoming: &mut Incoming) -> Vec<u8> {
-    let mut body = Vec::new();
-    let _ = incoming.request.as_reader().take(1 << 20).read_to_end(&mut body);
-    body
 }

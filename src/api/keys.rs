@@ -15,8 +15,12 @@ use std::io::{Read, Write};
 const KEY_BYTES_MAX: usize = 480;
 
 pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
-    if !matches!(incoming.method.as_str(), "GET" | "HEAD" | "PUT" | "POST" | "DELETE") {
-        let reply = Reply::text(405, "Method Not Allowed\n").header("Allow", "HEAD,GET,PUT,POST,DELETE");
+    if !matches!(
+        incoming.method.as_str(),
+        "GET" | "HEAD" | "PUT" | "POST" | "DELETE"
+    ) {
+        let reply =
+            Reply::text(405, "Method Not Allowed\n").header("Allow", "HEAD,GET,PUT,POST,DELETE");
         return send(ctx, incoming, reply);
     }
     let body = if matches!(incoming.method.as_str(), "PUT" | "POST") {
@@ -29,7 +33,14 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
     };
     let now = clock::now_unix_nanos();
     let content_type = incoming.header("Content-Type");
-    let parsed = params::parse_keys_request(&incoming.method, &key, &incoming.raw_query, content_type.as_deref(), &body, now);
+    let parsed = params::parse_keys_request(
+        &incoming.method,
+        &key,
+        &incoming.raw_query,
+        content_type.as_deref(),
+        &body,
+        now,
+    );
     let request = match parsed {
         Ok(r) => r,
         Err(e) => return send(ctx, incoming, error_reply(ctx, &e)),
@@ -55,7 +66,11 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
             no_value_on_success,
         } => {
             if key.len() > KEY_BYTES_MAX {
-                let e = V2Error::new(crate::store::error::INVALID_FIELD, format!("key is longer than {KEY_BYTES_MAX} bytes"), 0);
+                let e = V2Error::new(
+                    crate::store::error::INVALID_FIELD,
+                    format!("key is longer than {KEY_BYTES_MAX} bytes"),
+                    0,
+                );
                 return send(ctx, incoming, error_reply(ctx, &e));
             }
             let reply = match ctx.node.propose(command, body.len()) {
@@ -71,7 +86,12 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
 fn read_body(incoming: &mut Incoming) -> Result<Vec<u8>, Reply> {
     let mut body = Vec::new();
     let limit = params::BODY_BYTES_MAX as u64 + 1;
-    match incoming.request.as_reader().take(limit).read_to_end(&mut body) {
+    match incoming
+        .request
+        .as_reader()
+        .take(limit)
+        .read_to_end(&mut body)
+    {
         Ok(_) if body.len() > params::BODY_BYTES_MAX => {
             let e = params::body_too_large();
             let mut reply = Reply::new(400, render::error_body(&e))
@@ -82,7 +102,10 @@ fn read_body(incoming: &mut Incoming) -> Result<Vec<u8>, Reply> {
         }
         Ok(_) => Ok(body),
         Err(e) => {
-            let mut reply = Reply::text(400, &format!("400 Bad Request: cannot read the body: {e}\n"));
+            let mut reply = Reply::text(
+                400,
+                &format!("400 Bad Request: cannot read the body: {e}\n"),
+            );
             reply.close = true;
             Err(reply)
         }
@@ -95,7 +118,10 @@ fn read(ctx: &ApiContext, key: &str, recursive: bool, sorted: bool, quorum: bool
             return error_reply(ctx, &e);
         }
     }
-    let result = ctx.storage.read().and_then(|view| ctx.store.get(&view, key, recursive, sorted));
+    let result = ctx
+        .storage
+        .read()
+        .and_then(|view| ctx.store.get(&view, key, recursive, sorted));
     match result {
         Ok(Ok(event)) => event_reply(ctx, &event, false),
         Ok(Err(e)) => error_reply(ctx, &e),
@@ -116,7 +142,10 @@ fn base_headers(ctx: &ApiContext, etcd_index: u64) -> Vec<(&'static str, String)
 
 fn raft_headers(ctx: &ApiContext) -> Vec<(&'static str, String)> {
     let (index, term) = ctx.node.raft_index_term();
-    vec![("X-Raft-Index", index.to_string()), ("X-Raft-Term", term.to_string())]
+    vec![
+        ("X-Raft-Index", index.to_string()),
+        ("X-Raft-Term", term.to_string()),
+    ]
 }
 
 fn event_reply(ctx: &ApiContext, event: &Event, no_value: bool) -> Reply {
@@ -150,7 +179,14 @@ impl WatchSink for ChunkedSink {
     }
 }
 
-fn watch(ctx: &ApiContext, incoming: Incoming, key: &str, recursive: bool, stream: bool, wait_index: u64) {
+fn watch(
+    ctx: &ApiContext,
+    incoming: Incoming,
+    key: &str,
+    recursive: bool,
+    stream: bool,
+    wait_index: u64,
+) {
     let start = match ctx.hub.start(key, recursive, wait_index) {
         Ok(s) => s,
         Err(e) => return send(ctx, incoming, error_reply(ctx, &e)),

@@ -12,4 +12,5 @@ pub mod reply;
 pub mod server;
 
 mod admin;
+pub use admin::{ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION};
 mod keys;

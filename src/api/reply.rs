@@ -107,7 +107,11 @@ pub fn write_reply(w: &mut dyn Write, reply: &Reply, head_only: bool) -> std::io
 }
 
 /// Writes the head of a chunked response (a watch).
-pub fn write_chunked_head(w: &mut dyn Write, status: u16, headers: &[(&'static str, String)]) -> std::io::Result<()> {
+pub fn write_chunked_head(
+    w: &mut dyn Write,
+    status: u16,
+    headers: &[(&'static str, String)],
+) -> std::io::Result<()> {
     let mut out = head_bytes(status, headers);
     out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
     w.write_all(&out)?;

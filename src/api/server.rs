@@ -90,7 +90,10 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, tiny_http::Server)>
 }
 
 /// Starts a dispatcher thread per listener; requests are handled on the pool.
-pub fn serve(servers: Vec<(SocketAddr, tiny_http::Server)>, ctx: Arc<ApiContext>) -> Result<(), String> {
+pub fn serve(
+    servers: Vec<(SocketAddr, tiny_http::Server)>,
+    ctx: Arc<ApiContext>,
+) -> Result<(), String> {
     for (addr, server) in servers {
         let ctx = Arc::clone(&ctx);
         std::thread::Builder::new()
@@ -111,12 +114,20 @@ pub fn serve(servers: Vec<(SocketAddr, tiny_http::Server)>, ctx: Arc<ApiContext>
 pub fn cors_headers(ctx: &ApiContext, origin: Option<&str>) -> Vec<(&'static str, String)> {
     let allow_origin = match &ctx.cors {
         Cors::Any => Some("*".to_string()),
-        Cors::Origins(list) => origin.filter(|o| list.iter().any(|a| a == o)).map(str::to_string),
+        Cors::Origins(list) => origin
+            .filter(|o| list.iter().any(|a| a == o))
+            .map(str::to_string),
     };
     match allow_origin {
         Some(o) => vec![
-            ("Access-Control-Allow-Headers", "accept, content-type, authorization".to_string()),
-            ("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE".to_string()),
+            (
+                "Access-Control-Allow-Headers",
+                "accept, content-type, authorization".to_string(),
+            ),
+            (
+                "Access-Control-Allow-Methods",
+                "POST, GET, OPTIONS, PUT, DELETE".to_string(),
+            ),
             ("Access-Control-Allow-Origin", o),
         ],
         None => Vec::new(),
@@ -153,7 +164,11 @@ fn handle(ctx: &ApiContext, request: tiny_http::Request) {
         Ok(PathCheck::Clean(p)) => p,
         Ok(PathCheck::Redirect(location)) => {
             let body = if matches!(incoming.method.as_str(), "GET" | "HEAD") {
-                format!("<a href=\"{}\">Moved Permanently</a>.\n\n", html_escape(&location)).into_bytes()
+                format!(
+                    "<a href=\"{}\">Moved Permanently</a>.\n\n",
+                    html_escape(&location)
+                )
+                .into_bytes()
             } else {
                 Vec::new()
             };
@@ -163,7 +178,13 @@ fn handle(ctx: &ApiContext, request: tiny_http::Request) {
             }
             return send(ctx, incoming, reply);
         }
-        Err(why) => return send(ctx, incoming, Reply::text(400, &format!("400 Bad Request: {why}\n"))),
+        Err(why) => {
+            return send(
+                ctx,
+                incoming,
+                Reply::text(400, &format!("400 Bad Request: {why}\n")),
+            )
+        }
     };
     if let Some(key) = keys_key(&path) {
         return super::keys::handle(ctx, incoming, key);

@@ -63,8 +63,18 @@ mod tests {
             .map(|(n, p)| (n.to_string(), format!("http://127.0.0.1:{p}")))
             .collect();
         let members = initial_members(&pairs, "spec-tok");
-        let hex: Vec<String> = members.iter().map(|m| format!("{}={:x}", m.0, m.1)).collect();
-        assert_eq!(hex, ["a=364f2848e9f1b81e", "c=6e7cf19eb1e64c36", "b=e7fb0d6c1ed1d3a0"]);
+        let hex: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}={:x}", m.0, m.1))
+            .collect();
+        assert_eq!(
+            hex,
+            [
+                "a=364f2848e9f1b81e",
+                "c=6e7cf19eb1e64c36",
+                "b=e7fb0d6c1ed1d3a0"
+            ]
+        );
         let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
         assert_eq!(format!("{:x}", cluster_id(&ids)), "203f87d64785bd5a");
     }

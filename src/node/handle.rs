@@ -50,9 +50,15 @@ impl NodeHandle {
     /// Proposes `command` and waits until it is applied on this member. The outer error is
     /// etcd's 300 (timeout, stopped, no space); a store error (e.g. 100) comes back as the
     /// inner one.
-    pub fn propose(&self, command: Command, body_bytes: usize) -> Result<Result<Event, V2Error>, V2Error> {
-        if !matches!(command, Command::Delete { .. } | Command::CompareAndDelete { .. } | Command::Sync { .. })
-            && self.over_quota(body_bytes)
+    pub fn propose(
+        &self,
+        command: Command,
+        body_bytes: usize,
+    ) -> Result<Result<Event, V2Error>, V2Error> {
+        if !matches!(
+            command,
+            Command::Delete { .. } | Command::CompareAndDelete { .. } | Command::Sync { .. }
+        ) && self.over_quota(body_bytes)
         {
             return Err(raft_error(NO_SPACE_CAUSE));
         }

@@ -84,7 +84,9 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
         V2Store::next_expiration(&view)?
     };
     let status = Arc::new(Status::default());
-    status.used_bytes.store(parts.storage.used_bytes()?, Ordering::SeqCst);
+    status
+        .used_bytes
+        .store(parts.storage.used_bytes()?, Ordering::SeqCst);
     let (tx, rx) = mpsc::channel();
     let (batch_tx, batch_rx) = mpsc::channel::<Ready>();
     spawn_storage_thread(
@@ -117,8 +119,17 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
     let node_thread = std::thread::Builder::new()
         .name("node".into())
         .spawn(move || node.run(rx))
-        .map_err(|e| StorageError::new("start node thread", "", crate::storage::StorageErrorKind::Io(e.to_string())))?;
-    Ok(Running { handle, node_thread })
+        .map_err(|e| {
+            StorageError::new(
+                "start node thread",
+                "",
+                crate::storage::StorageErrorKind::Io(e.to_string()),
+            )
+        })?;
+    Ok(Running {
+        handle,
+        node_thread,
+    })
 }
 
 fn spawn_storage_thread(
@@ -148,7 +159,13 @@ fn spawn_storage_thread(
             }
         })
         .map(|_| ())
-        .map_err(|e| StorageError::new("start storage thread", "", crate::storage::StorageErrorKind::Io(e.to_string())))
+        .map_err(|e| {
+            StorageError::new(
+                "start storage thread",
+                "",
+                crate::storage::StorageErrorKind::Io(e.to_string()),
+            )
+        })
 }
 
 struct Node {
@@ -212,7 +229,11 @@ impl Node {
                 }
                 Ok(index) => self.reads.push((index, reply)),
                 Err(e) => {
-                    let _ = reply.send(Err(V2Error::new(crate::store::error::RAFT_INTERNAL, e.to_string(), 0)));
+                    let _ = reply.send(Err(V2Error::new(
+                        crate::store::error::RAFT_INTERNAL,
+                        e.to_string(),
+                        0,
+                    )));
                 }
             },
             Input::Persisted(outcome) => self.on_persisted(outcome)?,
@@ -243,7 +264,9 @@ impl Node {
     }
 
     fn maybe_propose_sync(&mut self) {
-        let Some(at) = self.next_expiration else { return };
+        let Some(at) = self.next_expiration else {
+            return;
+        };
         let now = clock::now_unix_nanos();
         if self.sync_in_flight || now < at {
             return;
@@ -266,7 +289,10 @@ impl Node {
         }
     }
 
-    fn on_persisted(&mut self, outcome: Result<BatchOutcome, StorageError>) -> Result<(), StorageError> {
+    fn on_persisted(
+        &mut self,
+        outcome: Result<BatchOutcome, StorageError>,
+    ) -> Result<(), StorageError> {
         self.batch_busy = false;
         let outcome = match outcome {
             Ok(o) => o,
@@ -330,9 +356,13 @@ impl Node {
     }
 
     fn publish_status(&self) {
-        self.status.commit_index.store(self.raft.commit_index(), Ordering::SeqCst);
+        self.status
+            .commit_index
+            .store(self.raft.commit_index(), Ordering::SeqCst);
         self.status.term.store(self.raft.term(), Ordering::SeqCst);
-        self.status.leader.store(self.raft.leader().unwrap_or(0), Ordering::SeqCst);
+        self.status
+            .leader
+            .store(self.raft.leader().unwrap_or(0), Ordering::SeqCst);
     }
 
     fn fail_all(&mut self, cause: &str) {

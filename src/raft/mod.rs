@@ -257,7 +257,10 @@ mod tests {
         let mut raft = Raft::new(1, vec![1], InitialState::default());
         assert_eq!(raft.role(), Role::Leader);
         let rd = persist_all(&mut raft);
-        assert_eq!(rd.hard_state.map(|h| (h.term, h.vote, h.commit)), Some((1, 1, 1)));
+        assert_eq!(
+            rd.hard_state.map(|h| (h.term, h.vote, h.commit)),
+            Some((1, 1, 1))
+        );
         assert_eq!(rd.entries.len(), 1);
         assert_eq!(rd.committed_entries, rd.entries);
         assert!(raft.ready().is_none(), "nothing to do when idle");

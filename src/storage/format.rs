@@ -70,8 +70,9 @@ pub fn log_key(index: u64) -> [u8; 8] {
 
 /// Encodes a log entry with a leading CRC-32C of the encoded entry.
 pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StorageError> {
-    let body = bincode::encode_to_vec(entry, BINCODE)
-        .map_err(|e| StorageError::corrupt(format!("encode log entry {}", entry.index), e.to_string()))?;
+    let body = bincode::encode_to_vec(entry, BINCODE).map_err(|e| {
+        StorageError::corrupt(format!("encode log entry {}", entry.index), e.to_string())
+    })?;
     let mut out = Vec::with_capacity(body.len() + 4);
     out.extend_from_slice(&crc32c(&body).to_be_bytes());
     out.extend_from_slice(&body);
@@ -82,15 +83,18 @@ pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StorageError> {
 pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
     let op = || format!("read log entry {index}");
     if bytes.len() < 4 {
-        return Err(StorageError::corrupt(op(), "record shorter than its checksum"));
+        return Err(StorageError::corrupt(
+            op(),
+            "record shorter than its checksum",
+        ));
     }
     let (sum, body) = bytes.split_at(4);
     let want = u32::from_be_bytes([sum[0], sum[1], sum[2], sum[3]]);
     if crc32c(body) != want {
         return Err(StorageError::corrupt(op(), "checksum mismatch"));
     }
-    let (entry, _): (Entry, usize) =
-        bincode::decode_from_slice(body, BINCODE).map_err(|e| StorageError::corrupt(op(), e.to_string()))?;
+    let (entry, _): (Entry, usize) = bincode::decode_from_slice(body, BINCODE)
+        .map_err(|e| StorageError::corrupt(op(), e.to_string()))?;
     if entry.index != index {
         return Err(StorageError::corrupt(
             op(),
@@ -102,7 +106,8 @@ pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
 
 /// Encodes any record.
 pub fn encode<T: Encode>(what: &str, value: &T) -> Result<Vec<u8>, StorageError> {
-    bincode::encode_to_vec(value, BINCODE).map_err(|e| StorageError::corrupt(format!("encode {what}"), e.to_string()))
+    bincode::encode_to_vec(value, BINCODE)
+        .map_err(|e| StorageError::corrupt(format!("encode {what}"), e.to_string()))
 }
 
 /// Decodes any record, naming it in the error.
@@ -136,7 +141,9 @@ mod tests {
     #[test]
     fn format_check_names_what_it_found() {
         assert!(check_format(&format_record()).is_ok());
-        assert!(check_format(b"etcd").unwrap_err().contains("not written by pikv"));
+        assert!(check_format(b"etcd")
+            .unwrap_err()
+            .contains("not written by pikv"));
         let mut newer = format_record();
         newer[11] = 9;
         assert!(check_format(&newer).unwrap_err().contains("version 9"));

@@ -4,7 +4,7 @@
 //! transactions, which never block the writer.
 
 use super::format::{self, Identity, RaftState};
-use super::{StorageError, StorageErrorKind, Storage, StorageTxn};
+use super::{Storage, StorageError, StorageErrorKind, StorageTxn};
 use crate::raft::Entry;
 use crate::store::{KvRead, KvWrite, Table};
 use heed::types::Bytes;
@@ -92,7 +92,9 @@ impl LmdbStorage {
             ),
             other => io_err("open data dir", &dir, other),
         })?;
-        let mut wtxn = env.write_txn().map_err(|e| io_err("begin setup", &dir, e))?;
+        let mut wtxn = env
+            .write_txn()
+            .map_err(|e| io_err("begin setup", &dir, e))?;
         let mk = |wtxn: &mut RwTxn, name: &str| {
             env.create_database::<Bytes, Bytes>(wtxn, Some(name))
                 .map_err(|e| io_err(format!("open database {name}"), &dir, e))
@@ -114,8 +116,14 @@ impl LmdbStorage {
                 StorageError::new("check data dir", &dir, StorageErrorKind::Foreign(why))
             })?,
             None => {
-                let empty = dbs.log.is_empty(&wtxn).map_err(|e| io_err("check log", &dir, e))?
-                    && dbs.nodes.is_empty(&wtxn).map_err(|e| io_err("check nodes", &dir, e))?;
+                let empty = dbs
+                    .log
+                    .is_empty(&wtxn)
+                    .map_err(|e| io_err("check log", &dir, e))?
+                    && dbs
+                        .nodes
+                        .is_empty(&wtxn)
+                        .map_err(|e| io_err("check nodes", &dir, e))?;
                 if !empty {
                     return Err(StorageError::new(
                         "check data dir",
@@ -144,16 +152,34 @@ impl LmdbStorage {
 
     /// What the data dir holds: identity, Raft state and the end of the log.
     pub fn recover(&self) -> Result<Recovered, StorageError> {
-        let rtxn = self.env.read_txn().map_err(|e| self.err("begin recovery", e))?;
-        let identity = match self.dbs.meta.get(&rtxn, format::META_IDENTITY).map_err(|e| self.err("read identity", e))? {
+        let rtxn = self
+            .env
+            .read_txn()
+            .map_err(|e| self.err("begin recovery", e))?;
+        let identity = match self
+            .dbs
+            .meta
+            .get(&rtxn, format::META_IDENTITY)
+            .map_err(|e| self.err("read identity", e))?
+        {
             Some(b) => Some(format::decode::<Identity>("identity record", b)?),
             None => None,
         };
-        let raft = match self.dbs.meta.get(&rtxn, format::META_RAFT_STATE).map_err(|e| self.err("read raft state", e))? {
+        let raft = match self
+            .dbs
+            .meta
+            .get(&rtxn, format::META_RAFT_STATE)
+            .map_err(|e| self.err("read raft state", e))?
+        {
             Some(b) => format::decode::<RaftState>("raft state record", b)?,
             None => RaftState::default(),
         };
-        let (last_index, last_term) = match self.dbs.log.last(&rtxn).map_err(|e| self.err("read last log entry", e))? {
+        let (last_index, last_term) = match self
+            .dbs
+            .log
+            .last(&rtxn)
+            .map_err(|e| self.err("read last log entry", e))?
+        {
             Some((k, v)) => {
                 let index = <[u8; 8]>::try_from(k)
                     .map(u64::from_be_bytes)
@@ -183,10 +209,17 @@ impl LmdbStorage {
 
     /// Records who this data dir belongs to (once, at bootstrap).
     pub fn save_identity(&self, identity: &Identity) -> Result<(), StorageError> {
-        let mut wtxn = self.env.write_txn().map_err(|e| self.err("begin identity write", e))?;
+        let mut wtxn = self
+            .env
+            .write_txn()
+            .map_err(|e| self.err("begin identity write", e))?;
         self.dbs
             .meta
-            .put(&mut wtxn, format::META_IDENTITY, &format::encode("identity", identity)?)
+            .put(
+                &mut wtxn,
+                format::META_IDENTITY,
+                &format::encode("identity", identity)?,
+            )
             .map_err(|e| self.err("write identity", e))?;
         wtxn.commit().map_err(|e| self.err("commit identity", e))
     }
@@ -209,7 +242,9 @@ impl LmdbStorage {
         if high_water < self.map_bytes / 10 * 8 {
             return Ok(high_water);
         }
-        self.env.non_free_pages_size().map_err(|e| self.err("measure used pages", e))
+        self.env
+            .non_free_pages_size()
+            .map_err(|e| self.err("measure used pages", e))
     }
 
     /// The map size (the quota).
@@ -219,13 +254,20 @@ impl LmdbStorage {
 
     /// The log entries in `[from, to]`, for tests and replay.
     pub fn entries(&self, from: u64, to: u64) -> Result<Vec<Entry>, StorageError> {
-        let rtxn = self.env.read_txn().map_err(|e| self.err("begin log read", e))?;
+        let rtxn = self
+            .env
+            .read_txn()
+            .map_err(|e| self.err("begin log read", e))?;
         let (lo, hi) = (format::log_key(from), format::log_key(to));
         let bounds: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
             std::ops::Bound::Included(&lo[..]),
             std::ops::Bound::Included(&hi[..]),
         );
-        let iter = self.dbs.log.range(&rtxn, &bounds).map_err(|e| self.err("read log", e))?;
+        let iter = self
+            .dbs
+            .log
+            .range(&rtxn, &bounds)
+            .map_err(|e| self.err("read log", e))?;
         let mut out = Vec::new();
         for item in iter {
             let (k, v) = item.map_err(|e| self.err("read log", e))?;
@@ -304,7 +346,13 @@ fn table_key(table: Table, key: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-fn get_in(txn: &RoTxn, dbs: &Dbs, path: &Path, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+fn get_in(
+    txn: &RoTxn,
+    dbs: &Dbs,
+    path: &Path,
+    table: Table,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StorageError> {
     table_db(dbs, table)
         .get(txn, &table_key(table, key))
         .map(|v| v.map(<[u8]>::to_vec))
@@ -334,11 +382,21 @@ fn scan_in(
         }
         None => Bound::Unbounded,
     };
-    let bounds = (Bound::Included(start_key.as_slice()), end_key.as_ref().map(|v| v.as_slice()));
+    // LMDB refuses empty keys, so an empty start means "from the beginning".
+    let start_bound = if start_key.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Included(start_key.as_slice())
+    };
+    let bounds = (start_bound, end_key.as_ref().map(|v| v.as_slice()));
     let iter = table_db(dbs, table)
         .range(txn, &bounds)
         .map_err(|e| io_err(format!("scan {table:?}"), path, e))?;
-    let skip = if table == Table::StoreMeta { format::META_STORE_PREFIX.len() } else { 0 };
+    let skip = if table == Table::StoreMeta {
+        format::META_STORE_PREFIX.len()
+    } else {
+        0
+    };
     for item in iter {
         let (k, v) = item.map_err(|e| io_err(format!("scan {table:?}"), path, e))?;
         if !visit(&k[skip.min(k.len())..], v) {
@@ -413,7 +471,9 @@ impl StorageTxn for LmdbTxn<'_> {
 
     fn commit(self) -> Result<(), StorageError> {
         let path = self.path;
-        self.txn.commit().map_err(|e| io_err("commit batch", path, e))
+        self.txn
+            .commit()
+            .map_err(|e| io_err("commit batch", path, e))
     }
 }
 
@@ -421,7 +481,10 @@ impl Storage for LmdbStorage {
     type Txn<'a> = LmdbTxn<'a>;
 
     fn begin(&self) -> Result<LmdbTxn<'_>, StorageError> {
-        let txn = self.env.write_txn().map_err(|e| self.err("begin batch", e))?;
+        let txn = self
+            .env
+            .write_txn()
+            .map_err(|e| self.err("begin batch", e))?;
         Ok(LmdbTxn {
             txn,
             dbs: self.dbs,

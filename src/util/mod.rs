@@ -5,4 +5,5 @@ pub mod checksum;
 pub mod clock;
 pub mod pool;
 pub mod sha1;
+pub mod signal;
 pub mod time;

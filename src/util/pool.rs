@@ -126,7 +126,10 @@ mod tests {
         pool.spawn(move || {
             let _ = done_tx.send(7);
         });
-        assert_eq!(done_rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(7));
+        assert_eq!(
+            done_rx.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok(7)
+        );
         drop(block_tx);
     }
 }

@@ -45,7 +45,13 @@ impl History {
 
     /// The first event at or after `since` that a watch on `key` matches; `current` is the
     /// store index reported with a 401.
-    pub fn scan(&self, key: &str, recursive: bool, since: u64, current: u64) -> Result<Option<&Event>, V2Error> {
+    pub fn scan(
+        &self,
+        key: &str,
+        recursive: bool,
+        since: u64,
+        current: u64,
+    ) -> Result<Option<&Event>, V2Error> {
         let start = self.start_index();
         if since < start {
             return Err(V2Error::new(
@@ -58,7 +64,11 @@ impl History {
             return Ok(None);
         }
         let offset = usize::try_from(since - start).unwrap_or(usize::MAX);
-        Ok(self.events.iter().skip(offset).find(|e| history_match(e, key, recursive)))
+        Ok(self
+            .events
+            .iter()
+            .skip(offset)
+            .find(|e| history_match(e, key, recursive)))
     }
 }
 
@@ -68,7 +78,11 @@ fn history_match(e: &Event, key: &str, recursive: bool) -> bool {
     }
     let mut ok = e.node.key == key;
     if recursive {
-        let prefix = if key.ends_with('/') { key.to_string() } else { format!("{key}/") };
+        let prefix = if key.ends_with('/') {
+            key.to_string()
+        } else {
+            format!("{key}/")
+        };
         ok = ok || e.node.key.starts_with(&prefix);
     }
     if matches!(e.action, Action::Delete | Action::Expire) {
@@ -113,12 +127,18 @@ mod tests {
     #[test]
     fn a_sibling_directory_deletion_matches_by_string_prefix() {
         let h = History::from_events(vec![ev(Action::Delete, "/qa", 5, Some("/qa"))]);
-        assert_eq!(h.scan("/qab", false, 5, 5).unwrap().map(|e| e.etcd_index), Some(5));
+        assert_eq!(
+            h.scan("/qab", false, 5, 5).unwrap().map(|e| e.etcd_index),
+            Some(5)
+        );
     }
 
     #[test]
     fn hidden_keys_are_not_filtered_and_recursion_needs_a_slash() {
-        let h = History::from_events(vec![ev(Action::Set, "/hd/_secret", 3, None), ev(Action::Set, "/abc", 4, None)]);
+        let h = History::from_events(vec![
+            ev(Action::Set, "/hd/_secret", 3, None),
+            ev(Action::Set, "/abc", 4, None),
+        ]);
         assert!(h.scan("/", true, 1, 4).unwrap().is_some());
         assert_eq!(h.scan("/ab", true, 1, 4).unwrap(), None);
     }

@@ -113,10 +113,19 @@ impl WatchHub {
     }
 
     /// Decides how a watch on `key` from `wait_index` (0 = next change) starts.
-    pub fn start(&self, key: &str, recursive: bool, wait_index: u64) -> Result<WatchStart, V2Error> {
+    pub fn start(
+        &self,
+        key: &str,
+        recursive: bool,
+        wait_index: u64,
+    ) -> Result<WatchStart, V2Error> {
         let inner = self.lock();
         let current = inner.current;
-        let since = if wait_index == 0 { current + 1 } else { wait_index };
+        let since = if wait_index == 0 {
+            current + 1
+        } else {
+            wait_index
+        };
         match inner.history.scan(key, recursive, since, current)? {
             Some(e) => Ok(WatchStart::Hit {
                 event: e.clone(),
@@ -128,7 +137,14 @@ impl WatchHub {
 
     /// Parks a watcher. Events published since `start` are looked up again first, so none
     /// falls between the two calls.
-    pub fn park(&self, key: &str, recursive: bool, stream: bool, since: u64, sink: Box<dyn WatchSink>) {
+    pub fn park(
+        &self,
+        key: &str,
+        recursive: bool,
+        stream: bool,
+        since: u64,
+        sink: Box<dyn WatchSink>,
+    ) {
         let mut deliveries = Vec::new();
         {
             let mut inner = self.lock();
@@ -254,7 +270,9 @@ fn drain_stream(state: &StreamState) {
             }
             return;
         }
-        let Some(event) = lock_backlog(state).pop_front() else { return };
+        let Some(event) = lock_backlog(state).pop_front() else {
+            return;
+        };
         let alive = sink.as_mut().is_some_and(|s| s.send_event(&event));
         if !alive {
             if let Some(s) = sink.take() {
@@ -284,19 +302,33 @@ fn is_hidden(watch_path: &str, key: &str) -> bool {
         return false;
     }
     let after = &key[watch_path.len()..];
-    let after = if after.starts_with('/') { after.to_string() } else { format!("/{after}") };
+    let after = if after.starts_with('/') {
+        after.to_string()
+    } else {
+        format!("/{after}")
+    };
     after.contains("/_")
 }
 
-fn notify_path(inner: &mut Inner, event: &Event, path: &str, deleted: bool, out: &mut Vec<Delivery>) {
-    let Some(ids) = inner.by_key.get(path).cloned() else { return };
+fn notify_path(
+    inner: &mut Inner,
+    event: &Event,
+    path: &str,
+    deleted: bool,
+    out: &mut Vec<Delivery>,
+) {
+    let Some(ids) = inner.by_key.get(path).cloned() else {
+        return;
+    };
     let original = event.node.key == path;
     if !original && !deleted && is_hidden(path, &event.node.key) {
         return;
     }
     let mut keep = Vec::with_capacity(ids.len());
     for id in ids {
-        let Some(w) = inner.watchers.get(&id) else { continue };
+        let Some(w) = inner.watchers.get(&id) else {
+            continue;
+        };
         let wants = (w.recursive || original || deleted) && event.etcd_index >= w.since;
         if !wants {
             keep.push(id);

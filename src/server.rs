@@ -1,0 +1,133 @@
+//! Starting and stopping a member: open the data dir, check or record its identity, start
+//! the node, storage and API threads, wait for a signal, stop cleanly.
+
+use crate::api::server::{self as api_server, ApiContext, MemberInfo};
+use crate::cli::config::ServerConfig;
+use crate::node::{self, bootstrap, NodeParts};
+use crate::storage::lmdb::LmdbStorage;
+use crate::storage::Identity;
+use crate::store::V2Store;
+use crate::util::{clock, pool::Pool};
+use crate::watch::WatchHub;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug)]
+pub struct ServerError(pub String);
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<crate::storage::StorageError> for ServerError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        ServerError(e.to_string())
+    }
+}
+
+/// Threads of the request pool kept alive when idle, and its cap (each parked connection
+/// of a slow client holds one).
+const POOL_MIN: usize = 4;
+const POOL_MAX: usize = 4096;
+
+/// Runs the server until SIGTERM/SIGINT.
+pub fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let members =
+        bootstrap::initial_members(&config.initial_cluster, &config.initial_cluster_token);
+    let me = members.iter().find(|m| m.0 == config.name).ok_or_else(|| {
+        ServerError(format!(
+            "couldn't find local name {:?} in the initial cluster configuration",
+            config.name
+        ))
+    })?;
+    if members.len() > 1 {
+        return Err(ServerError(format!(
+            "--initial-cluster lists {} members; this pikv runs single-member clusters only (multi-member Raft is not built yet)",
+            members.len()
+        )));
+    }
+    let derived = Identity {
+        cluster_id: bootstrap::cluster_id(&members.iter().map(|m| m.1).collect::<Vec<_>>()),
+        member_id: me.1,
+    };
+    let storage = Arc::new(LmdbStorage::open(
+        &config.data_dir,
+        config.quota_backend_bytes,
+    )?);
+    let identity = match storage.recover()?.identity {
+        Some(found) => {
+            if found != derived {
+                log::info!(
+                    "data dir {} belongs to member {:x} of cluster {:x}; the --initial-cluster flags are ignored",
+                    config.data_dir.display(),
+                    found.member_id,
+                    found.cluster_id
+                );
+            }
+            found
+        }
+        None => {
+            storage.save_identity(&derived)?;
+            derived
+        }
+    };
+    let store = Arc::new(V2Store::new());
+    let (current, history) = {
+        let view = storage.read()?;
+        (V2Store::current_index(&view)?, V2Store::history(&view)?)
+    };
+    let pool = Pool::new("http", POOL_MIN, POOL_MAX);
+    let hub = Arc::new(WatchHub::new(current, history, pool.clone()));
+    // etcd's request timeout: 5 s plus two election timeouts.
+    let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
+    let running = node::start(NodeParts {
+        storage: Arc::clone(&storage),
+        store: Arc::clone(&store),
+        hub: Arc::clone(&hub),
+        member_id: identity.member_id,
+        request_timeout,
+    })?;
+    let addrs: Vec<_> = config.listen_client_urls.iter().map(|u| u.addr).collect();
+    let servers = api_server::bind(&addrs).map_err(ServerError)?;
+    let ctx = Arc::new(ApiContext {
+        storage,
+        store,
+        hub: Arc::clone(&hub),
+        node: running.handle.clone(),
+        cluster_id: identity.cluster_id,
+        member: MemberInfo {
+            id: identity.member_id,
+            name: config.name.clone(),
+            peer_urls: config.initial_advertise_peer_urls.clone(),
+            client_urls: config.advertise_client_urls.clone(),
+        },
+        cors: config.cors.clone(),
+        start_time: clock::now_unix_nanos(),
+        pool,
+    });
+    api_server::serve(servers, ctx).map_err(ServerError)?;
+    for u in &config.listen_client_urls {
+        log::info!("serving client requests on {}", u.url);
+    }
+    log::info!(
+        "member {:x} ({}) of cluster {:x} is ready, data dir {}",
+        identity.member_id,
+        config.name,
+        identity.cluster_id,
+        config.data_dir.display()
+    );
+    crate::util::signal::wait_for_termination();
+    log::info!("stopping");
+    hub.close_all();
+    running.handle.shutdown();
+    match running.node_thread.join() {
+        Ok(result) => result.map_err(ServerError::from),
+        Err(_) => Err(ServerError("the node thread panicked".into())),
+    }
+}
