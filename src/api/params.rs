@@ -895,6 +895,81 @@ mod tests {
     }
 
     #[test]
+    fn captured_error_bodies_end_to_end() {
+        // §8.2 captures: request → V2Error → body bytes.
+        let rows: &[(&str, &str, &str, &str)] = &[
+            (
+                "PUT",
+                "",
+                "ttl=abc&value=1",
+                "{\"errorCode\":202,\"message\":\"The given TTL in POST form is not a number\",\"cause\":\"invalid value for \\\"ttl\\\"\",\"index\":0}\n",
+            ),
+            (
+                "GET",
+                "waitIndex=x&wait=true",
+                "",
+                "{\"errorCode\":203,\"message\":\"The given index in POST form is not a number\",\"cause\":\"invalid value for \\\"waitIndex\\\"\",\"index\":0}\n",
+            ),
+            (
+                "PUT",
+                "wait=true",
+                "",
+                "{\"errorCode\":209,\"message\":\"Invalid field\",\"cause\":\"\\\"wait\\\" can only be used with GET requests\",\"index\":0}\n",
+            ),
+            (
+                "PUT",
+                "",
+                "prevExist=maybe",
+                "{\"errorCode\":209,\"message\":\"Invalid field\",\"cause\":\"invalid value for prevExist\",\"index\":0}\n",
+            ),
+            (
+                "PUT",
+                "",
+                "prevValue=",
+                "{\"errorCode\":201,\"message\":\"PrevValue is Required in POST form\",\"cause\":\"\\\"prevValue\\\" cannot be empty\",\"index\":0}\n",
+            ),
+            (
+                "PUT",
+                "value=%zz",
+                "",
+                "{\"errorCode\":210,\"message\":\"Invalid POST form\",\"cause\":\"invalid URL escape \\\"%zz\\\"\",\"index\":0}\n",
+            ),
+            (
+                "PUT",
+                "",
+                "ttl=30&refresh=true&value=x",
+                "{\"errorCode\":211,\"message\":\"Value provided on refresh\",\"cause\":\"A value was provided on a refresh\",\"index\":0}\n",
+            ),
+            (
+                "PUT",
+                "",
+                "refresh=true",
+                "{\"errorCode\":212,\"message\":\"A TTL must be provided on refresh\",\"cause\":\"No TTL value set\",\"index\":0}\n",
+            ),
+            (
+                "PUT",
+                "",
+                "value=%\"\\",
+                "{\"errorCode\":210,\"message\":\"Invalid POST form\",\"cause\":\"invalid URL escape \\\"%\\\\\\\"\\\\\\\\\\\"\",\"index\":0}\n",
+            ),
+        ];
+        for (method, query, body, want) in rows {
+            let e = parse_keys_request(method, "/k", query, FORM, body.as_bytes(), NOW)
+                .expect_err("must fail");
+            assert_eq!(e.http_status(), 400);
+            let got = String::from_utf8(crate::api::render::error_body(&e)).unwrap();
+            assert_eq!(got, *want, "{method} ?{query} {body:?}");
+        }
+        let mut big = b"value=".to_vec();
+        big.resize(11 * 1024 * 1024, b'a');
+        let e = parse_keys_request("PUT", "/k", "", FORM, &big, NOW).expect_err("too large");
+        assert_eq!(
+            crate::api::render::error_body(&e),
+            b"{\"errorCode\":210,\"message\":\"Invalid POST form\",\"cause\":\"http: POST too large\",\"index\":0}\n"
+        );
+    }
+
+    #[test]
     fn form_errors_like_go() {
         let cases: &[(&str, &str, Option<&str>, &str)] = &[
             // Observed on etcd 3.4.23 (go1.19.8).
