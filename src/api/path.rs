@@ -219,13 +219,10 @@ fn hex_escape_non_ascii(s: &str) -> String {
     out
 }
 
-/// Checks and decodes a request path the way Go's URL parser and `ServeMux` do.
-///
-/// `raw_path` is the request target up to (not including) the first `?`, `raw_query` what
-/// follows it (without the `?`). Returns `Err` with Go's parse error when the server would
-/// answer 400 itself (bad `%` escape in the path, control bytes, a target that is not an
-/// absolute path); see the module documentation for the exact response.
-pub fn check_path(raw_path: &str, raw_query: &str) -> Result<PathCheck, String> {
+/// What Go's mux decides for a path: `Ok(Ok(decoded))` for a clean path, `Ok(Err(url))` for
+/// a redirect to `url` (before `http.Redirect`'s non-ASCII escaping), `Err` for a URL Go's
+/// server cannot parse.
+fn route(raw_path: &str, raw_query: &str) -> Result<Result<Vec<u8>, String>, String> {
     if raw_path
         .bytes()
         .chain(raw_query.bytes())
@@ -238,28 +235,51 @@ pub fn check_path(raw_path: &str, raw_query: &str) -> Result<PathCheck, String> 
     }
     let decoded = unescape(raw_path.as_bytes(), false)?;
     let cleaned = mux_clean(&decoded);
-    if cleaned != decoded {
-        let mut loc = escape_path(&cleaned);
-        if !raw_query.is_empty() {
-            loc.push('?');
-            loc.push_str(raw_query);
-        }
-        return Ok(PathCheck::Redirect(hex_escape_non_ascii(&loc)));
+    if cleaned == decoded {
+        return Ok(Ok(decoded));
     }
-    Ok(PathCheck::Clean(
-        String::from_utf8_lossy(&decoded).into_owned(),
-    ))
+    // Go builds `url.URL{Path: cleaned, RawQuery: raw_query}.String()`, which re-escapes the
+    // path and appends the query only when it is non-empty.
+    let mut url = escape_path(&cleaned);
+    if !raw_query.is_empty() {
+        url.push('?');
+        url.push_str(raw_query);
+    }
+    Ok(Err(url))
 }
 
-/// The body Go's `http.Redirect` writes for a GET (HEAD gets the same headers without it,
-/// other methods get no body and no `Content-Type`): `<a href="LOCATION">Moved
-/// Permanently</a>.` followed by two newlines, because Go passes a string that already ends
-/// in `\n` to `fmt.Fprintln` (observed: `Content-Length: 53` for `/v2/keys/a%20b?x=1`).
-/// Send it with `Content-Type: text/html; charset=utf-8`.
-pub fn redirect_body(location: &str) -> Vec<u8> {
-    let mut href = String::with_capacity(location.len());
+/// Checks and decodes a request path the way Go's URL parser and `ServeMux` do.
+///
+/// `raw_path` is the request target up to (not including) the first `?`, `raw_query` what
+/// follows it (without the `?`). Returns `Err` with Go's parse error when the server would
+/// answer 400 itself (bad `%` escape in the path, control bytes, a target that is not an
+/// absolute path); see the module documentation for the exact response.
+pub fn check_path(raw_path: &str, raw_query: &str) -> Result<PathCheck, String> {
+    Ok(match route(raw_path, raw_query)? {
+        Ok(decoded) => PathCheck::Clean(String::from_utf8_lossy(&decoded).into_owned()),
+        Err(url) => PathCheck::Redirect(hex_escape_non_ascii(&url)),
+    })
+}
+
+/// The body Go's `http.Redirect` writes for a GET that [`check_path`] redirects; empty when
+/// the path is not redirected. Send it with `Content-Type: text/html; charset=utf-8`.
+///
+/// Other methods, as observed on etcd 3.4.23: HEAD gets the `Content-Type` but neither a body
+/// nor a `Content-Length` header; PUT/POST/DELETE get no `Content-Type` and
+/// `Content-Length: 0`. All carry the CORS headers and `Location`.
+///
+/// It is `<a href="URL">Moved Permanently</a>.` and *two* newlines, because Go passes a
+/// string already ending in `\n` to `fmt.Fprintln` (observed: `Content-Length: 53` for
+/// `/v2/keys/a%20b?x=1`). `URL` is HTML-escaped and, unlike the `Location` header, keeps
+/// non-ASCII query bytes raw, which is why this takes the request's path and query rather
+/// than the `Location` value.
+pub fn redirect_body(raw_path: &str, raw_query: &str) -> Vec<u8> {
+    let Ok(Err(url)) = route(raw_path, raw_query) else {
+        return Vec::new();
+    };
+    let mut href = String::with_capacity(url.len());
     // Go's htmlEscape.
-    for c in location.chars() {
+    for c in url.chars() {
         match c {
             '&' => href.push_str("&amp;"),
             '<' => href.push_str("&lt;"),
@@ -386,15 +406,29 @@ mod tests {
 
     #[test]
     fn redirect_bodies() {
+        // Content-Length values observed on etcd 3.4.23 for GET.
+        let cases: &[(&str, &str, &str, usize)] = &[
+            ("/v2/keys//a%20b", "x=1", "/v2/keys/a%20b?x=1", 53),
+            ("/v2/keys/a%2F%2Fb", "", "/v2/keys/a/b", 47),
+            ("/v2/keys/a/..", "", "/v2/keys", 43),
+            ("/v2/keys//✓", "q=✓", "/v2/keys/%E2%9C%93?q=✓", 59),
+            ("/v2/keys//a", "x&y=%zz", "/v2/keys/a?x&amp;y=%zz", 57),
+        ];
+        for (p, q, href, len) in cases {
+            let body = redirect_body(p, q);
+            assert_eq!(
+                body,
+                format!("<a href=\"{href}\">Moved Permanently</a>.\n\n").into_bytes(),
+                "{p}"
+            );
+            assert_eq!(body.len(), *len, "{p}");
+        }
         assert_eq!(
-            redirect_body("/v2/keys/a%20b?x=1"),
-            b"<a href=\"/v2/keys/a%20b?x=1\">Moved Permanently</a>.\n\n"
-        );
-        assert_eq!(redirect_body("/v2/keys/a%20b?x=1").len(), 53);
-        assert_eq!(
-            redirect_body("/a?x=1&y='\"<>"),
+            redirect_body("//a", "x=1&y='\"<>"),
             b"<a href=\"/a?x=1&amp;y=&#39;&#34;&lt;&gt;\">Moved Permanently</a>.\n\n"
         );
+        assert!(redirect_body("/v2/keys/a", "x=1").is_empty());
+        assert!(redirect_body("/v2/keys/%zz", "").is_empty());
     }
 
     #[test]
