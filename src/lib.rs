@@ -6,5 +6,6 @@
 //! is durable and applied; applied events wake parked watches in the watch hub.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod storage;
 pub mod store;
