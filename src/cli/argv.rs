@@ -888,7 +888,8 @@ mod tests {
         let n = norm(&[], &[("ETCD_NAME", ""), ("PIKV_NAME", "")]).unwrap();
         assert!(n.argv.is_empty());
 
-        let cases: &[(&[&str], &[(&str, &str)], &str, u8)] = &[
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, u8);
+        let cases: &[Case] = &[
             (
                 &["--name", "y"],
                 &[("ETCD_NAME", "x")],

@@ -59,7 +59,7 @@ pub struct ServerConfig {
     pub initial_advertise_peer_urls: Vec<String>,
     /// `--initial-cluster` as (name, peer URL) pairs in the order given; default
     /// `default=http://localhost:2380`, or `<name>=<each initial advertise peer URL>` when
-    /// `--name` is not `default`.
+    /// `--name` is not `default` (or the 0.4 `-peer-addr` is given).
     pub initial_cluster: Vec<(String, String)>,
     /// `--initial-cluster-state`, default new.
     pub initial_cluster_state: ClusterState,
@@ -85,6 +85,8 @@ pub struct ServerConfig {
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// Built once per process; boxing the config would only make the agreed API clumsier.
+#[allow(clippy::large_enum_variant)]
 pub enum Invocation {
     /// Run the server.
     Server(ServerConfig),
@@ -666,7 +668,9 @@ fn build(
     };
     let initial_cluster = match f.initial_cluster.as_deref() {
         Some(s) => parse_initial_cluster(s)?,
-        None if name != DEFAULT_NAME => {
+        // etcd's rule (a non-default --name); also for the 0.4 -peer-addr, which had no
+        // --initial-cluster to go with it.
+        None if name != DEFAULT_NAME || f.peer_addr.is_some() => {
             let n = if name.is_empty() { DEFAULT_NAME } else { &name };
             initial_advertise_peer_urls
                 .iter()
@@ -749,7 +753,7 @@ const USAGE: &str = "\
 Usage:
 
   pikv [flags]
-    Start a pikv server (etcd v2 API; flags and ETCD_*/PIKV_* variables as etcd).
+    Start a pikv server (etcd v2 API, etcd's flags and ETCD_* variables).
   pikv --version
     Show the version of pikv.
   pikv -h | --help
