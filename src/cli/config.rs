@@ -3,6 +3,21 @@
 //!
 //! Entry point: [`parse_server_args`] = [`super::argv::normalise`] → argh
 //! ([`super::flags::ServerFlags`]) → validation here. Pure: no I/O, no DNS.
+//!
+//! Where pikv deliberately differs from etcd 3.4:
+//! - `--cors=` (empty) means no CORS headers (etcd 3.4 rejects it); origins need no port,
+//!   and `*` anywhere in the list allows all.
+//! - `PIKV_*` variables exist beside `ETCD_*` and win; an empty variable never conflicts
+//!   with a command-line flag.
+//! - TLS, discovery, `--config-file`, proxy mode and unix-socket URLs are refused with one
+//!   line instead of being half-supported.
+//! - The `--initial-cluster` checks always run (etcd runs them only when bootstrapping; a
+//!   pure function cannot look at the data directory). No DNS: URLs compare as strings.
+//! - URL ports must be numbers (0 allowed for listening); `--snapshot-count` defaults to
+//!   10000 (etcd 2.x); bad `--initial-cluster-state`/`--log-level` values name the choices.
+//! - 0.4 flags: `-bind-addr`/`-peer-bind-addr` may omit the port (taken from `-addr`/
+//!   `-peer-addr`, else 4001/7001), and `-peer-addr` alone gives `--initial-cluster`
+//!   `<name>=http://<peer-addr>`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
