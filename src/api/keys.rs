@@ -23,7 +23,8 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
             Reply::text(405, "Method Not Allowed\n").header("Allow", "HEAD,GET,PUT,POST,DELETE");
         return send(ctx, incoming, reply);
     }
-    let body = if matches!(incoming.method.as_str(), "PUT" | "POST") {
+    let content_type = incoming.header("Content-Type");
+    let body = if params::reads_form_body(&incoming.method, content_type.as_deref()) {
         match read_body(&mut incoming) {
             Ok(b) => b,
             Err(reply) => return send(ctx, incoming, reply),
@@ -32,7 +33,6 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
         Vec::new()
     };
     let now = clock::now_unix_nanos();
-    let content_type = incoming.header("Content-Type");
     let parsed = params::parse_keys_request(
         &incoming.method,
         &key,
@@ -43,7 +43,12 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
     );
     let request = match parsed {
         Ok(r) => r,
-        Err(e) => return send(ctx, incoming, error_reply(ctx, &e)),
+        Err(e) => {
+            let mut reply = error_reply(ctx, &e);
+            // Go closes the connection after a body it refused to read to the end.
+            reply.close = body.len() > params::BODY_BYTES_MAX;
+            return send(ctx, incoming, reply);
+        }
     };
     match request {
         KeysRequest::Read {

@@ -3,7 +3,7 @@
 //! `ServeMux` behaviour (OPTIONS, 301 for unclean paths, 404) live here; the endpoints are
 //! in `keys.rs` and `admin.rs`.
 
-use super::path::{check_path, keys_key, PathCheck};
+use super::path::{check_path, keys_key, redirect_body, PathCheck, BAD_REQUEST_BODY};
 use super::reply::{write_reply, Reply};
 use crate::cli::config::Cors;
 use crate::node::NodeHandle;
@@ -164,11 +164,7 @@ fn handle(ctx: &ApiContext, request: tiny_http::Request) {
         Ok(PathCheck::Clean(p)) => p,
         Ok(PathCheck::Redirect(location)) => {
             let body = if matches!(incoming.method.as_str(), "GET" | "HEAD") {
-                format!(
-                    "<a href=\"{}\">Moved Permanently</a>.\n\n",
-                    html_escape(&location)
-                )
-                .into_bytes()
+                redirect_body(&raw_path, &incoming.raw_query)
             } else {
                 Vec::new()
             };
@@ -179,23 +175,15 @@ fn handle(ctx: &ApiContext, request: tiny_http::Request) {
             return send(ctx, incoming, reply);
         }
         Err(why) => {
-            return send(
-                ctx,
-                incoming,
-                Reply::text(400, &format!("400 Bad Request: {why}\n")),
-            )
+            log::debug!("bad request target {raw_path:?}: {why}");
+            let mut reply = Reply::new(400, BAD_REQUEST_BODY.to_vec())
+                .header("Content-Type", "text/plain; charset=utf-8");
+            reply.close = true;
+            return send(ctx, incoming, reply);
         }
     };
     if let Some(key) = keys_key(&path) {
         return super::keys::handle(ctx, incoming, key);
     }
     super::admin::handle(ctx, incoming, &path);
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&#34;")
-        .replace('\'', "&#39;")
 }
