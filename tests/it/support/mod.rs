@@ -1,0 +1,121 @@
+//! Shared helpers for the process-level integration tests: which server to run
+//! (`PIKV_IT_TARGET`), temp dirs, free ports, a seeded PRNG, and the raw HTTP client,
+//! process handle and order-preserving JSON parser in the submodules.
+
+pub mod http;
+pub mod json;
+pub mod process;
+pub mod sha1;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use process::{Kind, Server};
+
+/// The server kind the tests run against: `PIKV_IT_TARGET` unset or `pikv` → pikv,
+/// `etcd` → the real etcd 3.4 (ORACLE mode). Anything else is a loud error.
+pub fn target() -> Kind {
+    match std::env::var("PIKV_IT_TARGET").ok().as_deref() {
+        None | Some("") | Some("pikv") => Kind::Pikv,
+        Some("etcd") => Kind::Etcd,
+        Some(other) => panic!("PIKV_IT_TARGET={other:?}: expected \"pikv\" or \"etcd\""),
+    }
+}
+
+/// A directory under the system temp dir, removed on drop (unless `PIKV_IT_KEEP` is set).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "pikv-it-{tag}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempDir { path }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("PIKV_IT_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Two distinct free loopback ports (both listeners are held until both are known).
+pub fn free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+}
+
+/// splitmix64: a tiny seeded PRNG, so a failing run can be reproduced from its seed.
+pub struct Prng(u64);
+
+impl Prng {
+    pub fn new(seed: u64) -> Prng {
+        Prng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo)
+    }
+}
+
+/// The seed for randomised tests: `PIKV_IT_SEED` or a fixed default (printed by the caller).
+pub fn seed() -> u64 {
+    std::env::var("PIKV_IT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0001)
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Is `prog` on PATH (or an existing path)? Used to fail loudly naming a missing tool.
+pub fn require_tool(prog: &str) {
+    let found = if prog.contains('/') {
+        Path::new(prog).exists()
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+            .unwrap_or(false)
+    };
+    assert!(
+        found,
+        "required tool `{prog}` not found; run scripts/setup.sh (or `make setup`)"
+    );
+}

@@ -1,0 +1,302 @@
+//! `Server`: one running pikv or etcd 3.4 process on free loopback ports with its own temp
+//! data dir (style.md §3.4 item 5, the `PikvProcess` helper).
+//!
+//! Both programs get etcd's flags (`--name --data-dir --listen-client-urls
+//! --advertise-client-urls --listen-peer-urls --initial-advertise-peer-urls --initial-cluster`,
+//! plus `--enable-v2` for etcd). `start` waits, with a deadline, for `GET /health` = 200 and a
+//! decided cluster version; stderr goes to a file that is printed when a wait fails. The
+//! handle can stop (SIGTERM), `kill -9`, and restart with the same command line and data dir;
+//! `Drop` kills the process by pid and reaps it.
+
+use super::http;
+use super::TempDir;
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to become ready before the test fails.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Pikv,
+    Etcd,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Pikv => "pikv",
+            Kind::Etcd => "etcd",
+        }
+    }
+    fn program(self) -> PathBuf {
+        match self {
+            Kind::Pikv => PathBuf::from(env!("CARGO_BIN_EXE_pikv")),
+            Kind::Etcd => PathBuf::from(std::env::var("PIKV_IT_ETCD").unwrap_or_else(|_| "/usr/bin/etcd".into())),
+        }
+    }
+}
+
+pub struct Server {
+    pub kind: Kind,
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    tmp: TempDir,
+    child: Option<Child>,
+    stderr_path: PathBuf,
+    /// How many times the process has been started (etcd spends one index per start).
+    pub starts: u32,
+}
+
+impl Server {
+    /// Starts a fresh single-member server of `kind` named `a` and waits until it is ready.
+    pub fn start(kind: Kind) -> Server {
+        Server::start_named(kind, "a")
+    }
+
+    pub fn start_named(kind: Kind, name: &str) -> Server {
+        super::require_tool(kind.program().to_str().unwrap());
+        // A free port can be taken by someone else between our probe and the server's bind;
+        // then start again on new ports.
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            let (client_port, peer_port) = super::free_ports();
+            let tmp = TempDir::new(&format!("{}-{name}", kind.label()));
+            let stderr_path = tmp.path().join("server.log");
+            let mut s = Server {
+                kind,
+                name: name.to_string(),
+                client_port,
+                peer_port,
+                tmp,
+                child: None,
+                stderr_path,
+                starts: 0,
+            };
+            s.spawn();
+            match s.wait_ready_inner() {
+                Ok(()) => return s,
+                Err(e) if s.log().contains("address already in use") => last = e,
+                Err(e) => s.fail(&e),
+            }
+        }
+        panic!("could not start {}: {last}", kind.label());
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.tmp.path().join(format!("{}.data", self.name))
+    }
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is not running").id()
+    }
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The command line: etcd's flags for both programs.
+    pub fn args(&self) -> Vec<String> {
+        let c = self.client_url();
+        let p = self.peer_url();
+        let mut a: Vec<String> = vec![
+            "--name".into(),
+            self.name.clone(),
+            "--data-dir".into(),
+            self.data_dir().to_string_lossy().into_owned(),
+            "--listen-client-urls".into(),
+            c.clone(),
+            "--advertise-client-urls".into(),
+            c,
+            "--listen-peer-urls".into(),
+            p.clone(),
+            "--initial-advertise-peer-urls".into(),
+            p.clone(),
+            "--initial-cluster".into(),
+            format!("{}={p}", self.name),
+        ];
+        if self.kind == Kind::Etcd {
+            a.push("--enable-v2".into());
+        }
+        a
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "spawn while running");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .expect("open server log");
+        use std::io::Write;
+        let mut l2 = log.try_clone().unwrap();
+        let _ = writeln!(l2, "==== start #{} of {} {:?}", self.starts + 1, self.kind.label(), self.args());
+        let child = Command::new(self.kind.program())
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .env_remove("ETCDCTL_API")
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.kind.program()));
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    /// The captured stdout+stderr of every start so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    fn fail(&self, why: &str) -> ! {
+        let log = self.log();
+        let tail: String = {
+            let lines: Vec<&str> = log.lines().collect();
+            let from = lines.len().saturating_sub(80);
+            lines[from..].join("\n")
+        };
+        panic!(
+            "{} on port {}: {why}\n---- server output (last 80 lines of {}) ----\n{tail}\n----",
+            self.kind.label(),
+            self.client_port,
+            self.stderr_path.display()
+        );
+    }
+
+    fn wait_ready_inner(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(st)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!("process exited during startup: {st}"));
+                }
+            }
+            if let Ok(r) = http::try_request(self.client_port, "GET", "/health", &[], b"", Duration::from_secs(2)) {
+                if r.status == 200 {
+                    // etcd spends its 3rd index when the cluster version is decided; wait for
+                    // it so that index accounting is the same from run to run.
+                    if let Ok(v) = http::try_request(self.client_port, "GET", "/version", &[], b"", Duration::from_secs(2)) {
+                        if v.status == 200 && !v.text().contains("not_decided") {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready (GET /health = 200) within {READY_DEADLINE:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the server answers /health with 200 (panics with its log otherwise).
+    pub fn wait_ready(&mut self) {
+        if let Err(e) = self.wait_ready_inner() {
+            self.fail(&e);
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // std sends SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, wait up to 10 s for a clean exit, then SIGKILL.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if Instant::now() > deadline => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+
+    /// Starts the process again with the same command line, ports and data dir.
+    pub fn start_again(&mut self) {
+        // The old process may still hold the port for a moment; retry the bind a few times.
+        for attempt in 0..5 {
+            self.spawn();
+            match self.wait_ready_inner() {
+                Ok(()) => return,
+                Err(e) if attempt < 4 && self.child.is_none() && self.log().contains("address already in use") => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let _ = e;
+                }
+                Err(e) => self.fail(&e),
+            }
+        }
+    }
+
+    /// Graceful stop, then start with the same data dir.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// kill -9, then start with the same data dir.
+    pub fn crash_restart(&mut self) {
+        self.kill9();
+        self.start_again();
+    }
+
+    /// VmRSS of the process in KiB, from /proc/<pid>/status.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// The (member id, cluster id) that spec §10.6 derives from this server's peer URL.
+    pub fn expected_ids(&self) -> (String, String) {
+        super::sha1::single_member_ids(&self.peer_url())
+    }
+
+    // Convenience wrappers around the raw client, bound to this server's port.
+    pub fn get(&self, target: &str) -> http::Response {
+        http::get(self.client_port, target)
+    }
+    pub fn put(&self, target: &str, form_body: &str) -> http::Response {
+        http::put(self.client_port, target, form_body)
+    }
+    pub fn delete(&self, target: &str) -> http::Response {
+        http::delete(self.client_port, target)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "({} log kept in memory only; set PIKV_IT_KEEP=1 to keep {})",
+                self.kind.label(),
+                self.tmp.path().display()
+            );
+        }
+    }
+}
+

@@ -1,0 +1,77 @@
+//! 500 concurrent watchers parked on one server.
+//!
+//! What it proves: a server holds 500 simultaneous `?wait=true` long polls (raw TCP, half on
+//! distinct keys, half on one shared key), reports them in `/v2/stats/store` `watchers`,
+//! and wakes every one of them with the right event after the writes. The server's VmRSS
+//! before and with the 500 parked is printed (eprintln!) for the README; nothing is asserted
+//! about it. Deadlines bound the waits; nothing is timed.
+
+use crate::support::{self, http, Server};
+use std::time::{Duration, Instant};
+
+const N: usize = 500;
+
+#[test]
+fn five_hundred_parked_watchers_all_get_their_event() {
+    let s = Server::start(support::target());
+    // some data so the server is warm, and a baseline RSS
+    for i in 0..10 {
+        assert_eq!(s.put(&format!("/v2/keys/warm/{i}"), "value=x").status, 201);
+    }
+    let rss_before = s.rss_kib();
+    let base = s.get("/v2/keys/").etcd_index();
+
+    let mut parked = Vec::with_capacity(N);
+    for i in 0..N {
+        let target = if i % 2 == 0 {
+            format!("/v2/keys/w/k{i}?wait=true")
+        } else {
+            "/v2/keys/w/same?wait=true".to_string()
+        };
+        let p = http::start(s.client_port, "GET", &target, &[], b"", Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("watcher {i}: {e}"));
+        assert_eq!(p.status, 200, "watcher {i}");
+        assert!(p.is_chunked(), "watcher {i}: {:?}", p.headers);
+        assert_eq!(p.header("X-Etcd-Index"), Some(base.to_string().as_str()), "watcher {i}");
+        parked.push((i, p));
+    }
+    let stats = s.get("/v2/stats/store").json();
+    assert_eq!(stats["watchers"], N as u64, "parked watchers in /v2/stats/store: {stats}");
+    let rss_parked = s.rss_kib();
+    eprintln!(
+        "watchers: {} VmRSS before {:?} KiB, with {N} parked {:?} KiB (delta {:?} KiB)",
+        s.kind.label(),
+        rss_before,
+        rss_parked,
+        rss_parked.zip(rss_before).map(|(a, b)| a as i64 - b as i64)
+    );
+
+    // Wake them: one write per distinct key, one write for the shared key.
+    let mut expect_index = std::collections::HashMap::new();
+    for i in (0..N).step_by(2) {
+        let r = s.put(&format!("/v2/keys/w/k{i}"), &format!("value=v{i}"));
+        assert_eq!(r.status, 201);
+        expect_index.insert(format!("/w/k{i}"), r.modified_index());
+    }
+    let r = s.put("/v2/keys/w/same", "value=shared");
+    expect_index.insert("/w/same".to_string(), r.modified_index());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, p) in parked {
+        let resp = p
+            .finish(deadline)
+            .unwrap_or_else(|e| panic!("watcher {i} got no event: {e}"));
+        let j = resp.json();
+        let (key, value) = if i % 2 == 0 {
+            (format!("/w/k{i}"), format!("v{i}"))
+        } else {
+            ("/w/same".to_string(), "shared".to_string())
+        };
+        assert_eq!(j["action"], "set", "watcher {i}: {j}");
+        assert_eq!(j["node"]["key"], key.as_str(), "watcher {i}: {j}");
+        assert_eq!(j["node"]["value"], value.as_str(), "watcher {i}: {j}");
+        assert_eq!(j["node"]["modifiedIndex"], expect_index[&key], "watcher {i}: {j}");
+    }
+    let stats = s.get("/v2/stats/store").json();
+    assert_eq!(stats["watchers"], 0, "all watchers removed after their event: {stats}");
+}
