@@ -87,7 +87,7 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
     }
 }
 
-// Reads the body up to etcd's 10 MiB limit; beyond it, etcd's 210 and a closed connection.
+// Reads the body up to one byte past etcd's 10 MiB limit; the parser reports the 210.
 fn read_body(incoming: &mut Incoming) -> Result<Vec<u8>, Reply> {
     let mut body = Vec::new();
     let limit = params::BODY_BYTES_MAX as u64 + 1;
@@ -97,14 +97,6 @@ fn read_body(incoming: &mut Incoming) -> Result<Vec<u8>, Reply> {
         .take(limit)
         .read_to_end(&mut body)
     {
-        Ok(_) if body.len() > params::BODY_BYTES_MAX => {
-            let e = params::body_too_large();
-            let mut reply = Reply::new(400, render::error_body(&e))
-                .header("Content-Type", "application/json")
-                .header("X-Etcd-Index", "0");
-            reply.close = true;
-            Err(reply)
-        }
         Ok(_) => Ok(body),
         Err(e) => {
             let mut reply = Reply::text(

@@ -16,6 +16,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Close the connection after this response.
     pub close: bool,
+    /// Send no Content-Length (Go's HEAD response of a handler that wrote no body).
+    pub no_length: bool,
 }
 
 impl Reply {
@@ -26,6 +28,7 @@ impl Reply {
             headers: Vec::new(),
             body,
             close: false,
+            no_length: false,
         }
     }
 
@@ -88,14 +91,23 @@ fn head_bytes(status: u16, headers: &[(&'static str, String)]) -> Vec<u8> {
     out
 }
 
+/// Go's response buffer: a handler that writes more than this before returning gets a
+/// chunked response instead of a Content-Length.
+const GO_CHUNKING_BYTES: usize = 2048;
+
 /// Writes `reply`; `head_only` for HEAD requests (same headers, no body).
 pub fn write_reply(w: &mut dyn Write, reply: &Reply, head_only: bool) -> std::io::Result<()> {
+    if reply.body.len() > GO_CHUNKING_BYTES && !head_only {
+        write_chunked_head_with(w, reply.status, &reply.headers, reply.close)?;
+        write_chunk(w, &reply.body)?;
+        return write_last_chunk(w);
+    }
     let mut out = head_bytes(reply.status, &reply.headers);
     if reply.close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     // Go omits Content-Length on 204 and 1xx.
-    if reply.status != 204 {
+    if reply.status != 204 && !reply.no_length {
         out.extend_from_slice(format!("Content-Length: {}\r\n", reply.body.len()).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -112,7 +124,19 @@ pub fn write_chunked_head(
     status: u16,
     headers: &[(&'static str, String)],
 ) -> std::io::Result<()> {
+    write_chunked_head_with(w, status, headers, false)
+}
+
+fn write_chunked_head_with(
+    w: &mut dyn Write,
+    status: u16,
+    headers: &[(&'static str, String)],
+    close: bool,
+) -> std::io::Result<()> {
     let mut out = head_bytes(status, headers);
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
     out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
     w.write_all(&out)?;
     w.flush()

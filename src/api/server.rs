@@ -169,9 +169,11 @@ fn handle(ctx: &ApiContext, request: tiny_http::Request) {
                 Vec::new()
             };
             let mut reply = Reply::new(301, body).header("Location", location);
-            if !reply.body.is_empty() {
+            if matches!(incoming.method.as_str(), "GET" | "HEAD") {
                 reply = reply.header("Content-Type", "text/html; charset=utf-8");
             }
+            // Go's Redirect writes no body for HEAD, so no Content-Length either.
+            reply.no_length = incoming.method == "HEAD";
             return send(ctx, incoming, reply);
         }
         Err(why) => {
