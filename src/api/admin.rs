@@ -21,7 +21,7 @@ pub(super) fn handle(ctx: &ApiContext, incoming: Incoming, path: &str) {
 fn route(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
     let method = incoming.method.as_str();
     match path {
-        "/version" => only(method, &["GET"], || version()),
+        "/version" => only(method, &["GET"], version),
         "/health" => only(method, &["GET"], || health(ctx)),
         "/v2/machines" => only(method, &["GET", "HEAD"], || machines(ctx)),
         "/v2/stats/self" => only(method, &["GET"], || stats_self(ctx)),

@@ -32,7 +32,7 @@ pub enum WatchStart {
     /// A matching event is already in the history.
     Hit {
         /// The event.
-        event: Event,
+        event: Box<Event>,
         /// The current index (X-Etcd-Index).
         current: u64,
     },
@@ -79,7 +79,7 @@ pub struct WatchHub {
 }
 
 enum Delivery {
-    Once(Box<dyn WatchSink>, Event),
+    Once(Box<dyn WatchSink>, Box<Event>),
     Stream(Arc<StreamState>),
 }
 
@@ -128,7 +128,7 @@ impl WatchHub {
         };
         match inner.history.scan(key, recursive, since, current)? {
             Some(e) => Ok(WatchStart::Hit {
-                event: e.clone(),
+                event: Box::new(e.clone()),
                 current,
             }),
             None => Ok(WatchStart::Wait { since, current }),
@@ -170,7 +170,7 @@ impl WatchHub {
                     Ok(Some(e)) => {
                         let e = e.clone();
                         drop(inner);
-                        self.deliver(vec![Delivery::Once(sink, e)]);
+                        self.deliver(vec![Delivery::Once(sink, Box::new(e))]);
                         return;
                     }
                     Ok(None) | Err(_) => Target::Once(sink),
@@ -356,7 +356,7 @@ fn notify_path(
             Target::Once(_) => {
                 if let Some(w) = inner.watchers.remove(&id) {
                     if let Target::Once(sink) = w.target {
-                        out.push(Delivery::Once(sink, event.clone()));
+                        out.push(Delivery::Once(sink, Box::new(event.clone())));
                     }
                 }
             }
