@@ -12,6 +12,7 @@ use crate::store::V2Store;
 use crate::util::pool::Pool;
 use crate::watch::WatchHub;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// This member as the members API shows it.
@@ -89,25 +90,79 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, tiny_http::Server)>
         .collect()
 }
 
-/// Starts a dispatcher thread per listener; requests are handled on the pool.
+/// Threads per listener kept waiting for requests when idle.
+const WORKERS_MIN: usize = 4;
+/// The most threads per listener (each slow or hanging client holds one).
+const WORKERS_MAX: usize = 4096;
+/// How long a worker above the minimum waits for a request before exiting.
+const WORKER_IDLE_EXIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+struct Listener {
+    server: tiny_http::Server,
+    addr: SocketAddr,
+    idle: AtomicUsize,
+    total: AtomicUsize,
+}
+
+/// Starts the request workers of every listener. Workers take requests straight from
+/// tiny_http (no dispatcher hop); whenever a worker takes a request and none is left
+/// waiting, it starts another first, so a client that hangs mid-request never stalls the
+/// others.
 pub fn serve(
     servers: Vec<(SocketAddr, tiny_http::Server)>,
     ctx: Arc<ApiContext>,
 ) -> Result<(), String> {
     for (addr, server) in servers {
-        let ctx = Arc::clone(&ctx);
-        std::thread::Builder::new()
-            .name(format!("listen-{addr}"))
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                for request in server.incoming_requests() {
-                    let ctx2 = Arc::clone(&ctx);
-                    ctx.pool.spawn(move || handle(&ctx2, request));
-                }
-            })
-            .map_err(|e| format!("cannot start the listener thread for {addr}: {e}"))?;
+        let listener = Arc::new(Listener {
+            server,
+            addr,
+            idle: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+        });
+        for _ in 0..WORKERS_MIN {
+            start_worker(&listener, &ctx)?;
+        }
     }
     Ok(())
+}
+
+fn start_worker(listener: &Arc<Listener>, ctx: &Arc<ApiContext>) -> Result<(), String> {
+    listener.total.fetch_add(1, Ordering::SeqCst);
+    let (l, c) = (Arc::clone(listener), Arc::clone(ctx));
+    std::thread::Builder::new()
+        .name("http".into())
+        .stack_size(256 * 1024)
+        .spawn(move || worker_loop(&l, &c))
+        .map(|_| ())
+        .map_err(|e| {
+            listener.total.fetch_sub(1, Ordering::SeqCst);
+            format!("cannot start a worker for {}: {e}", listener.addr)
+        })
+}
+
+fn worker_loop(listener: &Arc<Listener>, ctx: &Arc<ApiContext>) {
+    loop {
+        listener.idle.fetch_add(1, Ordering::SeqCst);
+        let next = listener.server.recv_timeout(WORKER_IDLE_EXIT);
+        let idle_left = listener.idle.fetch_sub(1, Ordering::SeqCst) - 1;
+        match next {
+            Ok(Some(request)) => {
+                if idle_left == 0 && listener.total.load(Ordering::SeqCst) < WORKERS_MAX {
+                    if let Err(e) = start_worker(listener, ctx) {
+                        log::warn!("{e}");
+                    }
+                }
+                handle(ctx, request);
+            }
+            Ok(None) if listener.total.load(Ordering::SeqCst) <= WORKERS_MIN => {}
+            Ok(None) => break,
+            Err(e) => {
+                log::error!("listener {} stopped: {e}", listener.addr);
+                break;
+            }
+        }
+    }
+    listener.total.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// The CORS headers this request gets (spec §13).
