@@ -54,17 +54,41 @@ fn parse(text: &str, args: &[&str]) -> Curl {
             .filter_map(|l| l.split_once(": "))
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        return Curl { status, headers, body: body.to_string() };
+        return Curl {
+            status,
+            headers,
+            body: body.to_string(),
+        };
     }
 }
 
 /// Asserts the headers every keys response carries.
 fn keys_headers(r: &Curl, s: &Server, index: u64, success: bool) {
     let (_, cluster) = s.expected_ids();
-    assert_eq!(r.header("Content-Type"), Some("application/json"), "{:?}", r.headers);
-    assert_eq!(r.header("X-Etcd-Cluster-Id"), Some(cluster.as_str()), "{:?}", r.headers);
-    assert_eq!(r.header("X-Etcd-Index"), Some(index.to_string().as_str()), "{:?}", r.headers);
-    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"), "{:?}", r.headers);
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/json"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(
+        r.header("X-Etcd-Cluster-Id"),
+        Some(cluster.as_str()),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(
+        r.header("X-Etcd-Index"),
+        Some(index.to_string().as_str()),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("*"),
+        "{:?}",
+        r.headers
+    );
     assert_eq!(
         r.header("Access-Control-Allow-Methods"),
         Some("POST, GET, OPTIONS, PUT, DELETE")
@@ -120,13 +144,19 @@ fn curl_tutorial_and_spec_examples() {
     keys_headers(&r, &s, i(2), true);
     let get_body = format!("{{\"action\":\"get\",\"node\":{{\"key\":\"/hello\",\"value\":\"world\",\"modifiedIndex\":{0},\"createdIndex\":{0}}}}}\n", i(2));
     assert_eq!(r.body, get_body);
-    assert_eq!(r.header("Content-Length"), Some(get_body.len().to_string().as_str()));
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(get_body.len().to_string().as_str())
+    );
 
     // HEAD (curl -I): same headers, Content-Length of the GET body, no body
     let r = curl(&["-I", &u("/v2/keys/hello")]);
     assert_eq!(r.status, "HTTP/1.1 200 OK");
     keys_headers(&r, &s, i(2), true);
-    assert_eq!(r.header("Content-Length"), Some(get_body.len().to_string().as_str()));
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(get_body.len().to_string().as_str())
+    );
     assert_eq!(r.body, "");
 
     // spec §5.3: message set/replace, foo with ttl, update clearing the ttl, create conflict
@@ -142,43 +172,100 @@ fn curl_tutorial_and_spec_examples() {
         r.body,
         format!("{{\"action\":\"set\",\"node\":{{\"key\":\"/message\",\"value\":\"Hello etcd\",\"modifiedIndex\":{1},\"createdIndex\":{1}}},\"prevNode\":{{\"key\":\"/message\",\"value\":\"Hello world\",\"modifiedIndex\":{0},\"createdIndex\":{0}}}}}\n", i(3), i(4))
     );
-    let r = curl(&[&u("/v2/keys/foo"), "-XPUT", "-d", "value=bar", "-d", "ttl=5"]);
+    let r = curl(&[
+        &u("/v2/keys/foo"),
+        "-XPUT",
+        "-d",
+        "value=bar",
+        "-d",
+        "ttl=5",
+    ]);
     assert_eq!(r.status, "HTTP/1.1 201 Created");
     let j: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(j["node"]["ttl"], 5, "{}", r.body);
     let exp = j["node"]["expiration"].as_str().expect("expiration");
     assert!(exp.ends_with('Z') && exp.contains('T'), "expiration {exp}");
     assert!(
-        r.body.starts_with("{\"action\":\"set\",\"node\":{\"key\":\"/foo\",\"value\":\"bar\",\"expiration\":\""),
+        r.body.starts_with(
+            "{\"action\":\"set\",\"node\":{\"key\":\"/foo\",\"value\":\"bar\",\"expiration\":\""
+        ),
         "member order: {}",
         r.body
     );
-    let r = curl(&[&u("/v2/keys/foo"), "-XPUT", "-d", "value=bar", "-d", "ttl=", "-d", "prevExist=true"]);
+    let r = curl(&[
+        &u("/v2/keys/foo"),
+        "-XPUT",
+        "-d",
+        "value=bar",
+        "-d",
+        "ttl=",
+        "-d",
+        "prevExist=true",
+    ]);
     assert_eq!(r.status, "HTTP/1.1 200 OK");
     let j: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(j["action"], "update");
-    assert!(j["node"]["ttl"].is_null() && j["node"]["expiration"].is_null(), "{}", r.body);
+    assert!(
+        j["node"]["ttl"].is_null() && j["node"]["expiration"].is_null(),
+        "{}",
+        r.body
+    );
     assert_eq!(j["prevNode"]["ttl"], 5, "{}", r.body);
-    let r = curl(&[&u("/v2/keys/foo"), "-XPUT", "-d", "value=baz", "-d", "prevExist=false"]);
+    let r = curl(&[
+        &u("/v2/keys/foo"),
+        "-XPUT",
+        "-d",
+        "value=baz",
+        "-d",
+        "prevExist=false",
+    ]);
     assert_eq!(r.status, "HTTP/1.1 412 Precondition Failed");
     keys_headers(&r, &s, i(6), false);
     assert_eq!(r.body, format!("{{\"errorCode\":105,\"message\":\"Key already exists\",\"cause\":\"/foo\",\"index\":{}}}\n", i(6)));
 
     // create, compare-and-swap, compare failures
-    let r = curl(&[&u("/v2/keys/new"), "-XPUT", "-d", "value=one", "-d", "prevExist=false"]);
+    let r = curl(&[
+        &u("/v2/keys/new"),
+        "-XPUT",
+        "-d",
+        "value=one",
+        "-d",
+        "prevExist=false",
+    ]);
     assert_eq!(r.status, "HTTP/1.1 201 Created");
     assert_eq!(r.body, format!("{{\"action\":\"create\",\"node\":{{\"key\":\"/new\",\"value\":\"one\",\"modifiedIndex\":{0},\"createdIndex\":{0}}}}}\n", i(7)));
-    let r = curl(&[&u("/v2/keys/new"), "-XPUT", "-d", "value=two", "-d", "prevValue=one"]);
+    let r = curl(&[
+        &u("/v2/keys/new"),
+        "-XPUT",
+        "-d",
+        "value=two",
+        "-d",
+        "prevValue=one",
+    ]);
     assert_eq!(r.status, "HTTP/1.1 200 OK");
     assert_eq!(
         r.body,
         format!("{{\"action\":\"compareAndSwap\",\"node\":{{\"key\":\"/new\",\"value\":\"two\",\"modifiedIndex\":{1},\"createdIndex\":{0}}},\"prevNode\":{{\"key\":\"/new\",\"value\":\"one\",\"modifiedIndex\":{0},\"createdIndex\":{0}}}}}\n", i(7), i(8))
     );
-    let r = curl(&[&u("/v2/keys/new"), "-XPUT", "-d", "value=three", "-d", "prevValue=one"]);
+    let r = curl(&[
+        &u("/v2/keys/new"),
+        "-XPUT",
+        "-d",
+        "value=three",
+        "-d",
+        "prevValue=one",
+    ]);
     assert_eq!(r.status, "HTTP/1.1 412 Precondition Failed");
     assert_eq!(r.body, format!("{{\"errorCode\":101,\"message\":\"Compare failed\",\"cause\":\"[one != two]\",\"index\":{}}}\n", i(8)));
     let stale = i(7).to_string();
-    let r = curl(&[&u("/v2/keys/new"), "-XPUT", "-d", "value=three", "-d", &format!("prevIndex={stale}")]);
+    let r = curl(&[
+        &u("/v2/keys/new"),
+        "-XPUT",
+        "-d",
+        "value=three",
+        "-d",
+        &format!("prevIndex={stale}"),
+    ]);
     assert_eq!(r.status, "HTTP/1.1 412 Precondition Failed");
     assert_eq!(r.body, format!("{{\"errorCode\":101,\"message\":\"Compare failed\",\"cause\":\"[{} != {}]\",\"index\":{}}}\n", i(7), i(8), i(8)));
     let r = curl(&[&u("/v2/keys/t1"), "-XPUT", "-d", "ttl=abc", "-d", "value=1"]);
@@ -188,7 +275,12 @@ fn curl_tutorial_and_spec_examples() {
 
     // §3: directory listings (sorted; the hidden key is not listed), recursive
     for (k, v) in [("/dir/a", "1"), ("/dir/sub/b", "2"), ("/dir/_hidden", "h")] {
-        let r = curl(&[&u(&format!("/v2/keys{k}")), "-XPUT", "-d", &format!("value={v}")]);
+        let r = curl(&[
+            &u(&format!("/v2/keys{k}")),
+            "-XPUT",
+            "-d",
+            &format!("value={v}"),
+        ]);
         assert_eq!(r.status, "HTTP/1.1 201 Created", "{k}: {}", r.body);
     }
     let (a, b) = (i(9), i(10));
@@ -225,11 +317,20 @@ fn curl_tutorial_and_spec_examples() {
     let tmp = TempDir::new("curl");
     let f = tmp.path().join("v.txt");
     std::fs::write(&f, "line one & <two>\nline=3 +4%\n").unwrap();
-    let r = curl(&[&u("/v2/keys/file"), "-XPUT", "--data-urlencode", &format!("value@{}", f.display())]);
+    let r = curl(&[
+        &u("/v2/keys/file"),
+        "-XPUT",
+        "--data-urlencode",
+        &format!("value@{}", f.display()),
+    ]);
     assert_eq!(r.status, "HTTP/1.1 201 Created");
     let j: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(j["node"]["value"], "line one & <two>\nline=3 +4%\n");
-    assert!(r.body.contains("\\u0026 \\u003ctwo\\u003e\\n"), "Go escaping: {}", r.body);
+    assert!(
+        r.body.contains("\\u0026 \\u003ctwo\\u003e\\n"),
+        "Go escaping: {}",
+        r.body
+    );
 
     // §6: POST creates in-order keys
     let r = curl(&[&u("/v2/keys/queue"), "-XPOST", "-d", "value=Job1"]);
@@ -237,12 +338,25 @@ fn curl_tutorial_and_spec_examples() {
     assert_eq!(r.body, format!("{{\"action\":\"create\",\"node\":{{\"key\":\"/queue/{0:020}\",\"value\":\"Job1\",\"modifiedIndex\":{0},\"createdIndex\":{0}}}}}\n", i(14)));
 
     // §13: OPTIONS with an Origin; §1.4: 301 for an unclean path, 405, 404
-    let r = curl(&["-XOPTIONS", &u("/v2/keys/foo"), "-H", "Origin: http://example.com", "-H", "Access-Control-Request-Method: PUT"]);
+    let r = curl(&[
+        "-XOPTIONS",
+        &u("/v2/keys/foo"),
+        "-H",
+        "Origin: http://example.com",
+        "-H",
+        "Access-Control-Request-Method: PUT",
+    ]);
     assert_eq!(r.status, "HTTP/1.1 200 OK");
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
     assert_eq!(r.header("Content-Length"), Some("0"));
     assert!(r.header("X-Etcd-Index").is_none() && r.body.is_empty());
-    let r = curl(&["--path-as-is", &u("/v2/keys//afile?recursive=true"), "-XPUT", "-d", "value=zz"]);
+    let r = curl(&[
+        "--path-as-is",
+        &u("/v2/keys//afile?recursive=true"),
+        "-XPUT",
+        "-d",
+        "value=zz",
+    ]);
     assert_eq!(r.status, "HTTP/1.1 301 Moved Permanently");
     assert_eq!(r.header("Location"), Some("/v2/keys/afile?recursive=true"));
     let r = curl(&[&u("/v2/keys/cas"), "-XPATCH"]);
@@ -259,11 +373,19 @@ fn curl_tutorial_and_spec_examples() {
     // §4.5: curl '...?wait=true' blocks until another client writes
     let watchers = || -> u64 {
         let r = curl(&[&u("/v2/stats/store")]);
-        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["watchers"].as_u64().unwrap()
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["watchers"]
+            .as_u64()
+            .unwrap()
     };
     let before = watchers();
     let child = Command::new("curl")
-        .args(["-s", "-i", "--max-time", "20", &u("/v2/keys/wfoo?wait=true")])
+        .args([
+            "-s",
+            "-i",
+            "--max-time",
+            "20",
+            &u("/v2/keys/wfoo?wait=true"),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn curl watch");

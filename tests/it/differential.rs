@@ -83,7 +83,12 @@ fn pct_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn parse_params(target: &str, headers: &[(&str, &str)], body: &[u8], method: &str) -> Vec<(String, String)> {
+fn parse_params(
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    method: &str,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut add = |s: &str| {
         for part in s.split('&').filter(|p| !p.is_empty()) {
@@ -105,11 +110,16 @@ fn parse_params(target: &str, headers: &[(&str, &str)], body: &[u8], method: &st
 
 impl<'a> Rec<'a> {
     fn new(s: &'a Server) -> Rec<'a> {
-        Rec { s, steps: Vec::new(), base: None }
+        Rec {
+            s,
+            steps: Vec::new(),
+            base: None,
+        }
     }
 
     fn base(&self) -> u64 {
-        self.base.expect("the script's first request must be a successful write")
+        self.base
+            .expect("the script's first request must be a successful write")
     }
 
     /// A normalised index (as the script thinks of it) in this server's own index space.
@@ -117,11 +127,33 @@ impl<'a> Rec<'a> {
         self.base() + n
     }
 
-    fn send(&mut self, label: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        let resp = http::try_request(self.s.client_port, method, target, headers, body, Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("[{}] step {label:?}: {method} {target}: {e}", self.s.kind.label()));
+    fn send(
+        &mut self,
+        label: &str,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let resp = http::try_request(
+            self.s.client_port,
+            method,
+            target,
+            headers,
+            body,
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "[{}] step {label:?}: {method} {target}: {e}",
+                self.s.kind.label()
+            )
+        });
         let recv = SystemTime::now();
-        if self.base.is_none() && matches!(method, "PUT" | "POST" | "DELETE") && (resp.status == 200 || resp.status == 201) {
+        if self.base.is_none()
+            && matches!(method, "PUT" | "POST" | "DELETE")
+            && (resp.status == 200 || resp.status == 201)
+        {
             self.base = Some(resp.etcd_index() - 1);
         }
         let body_note = if body.len() > 200 {
@@ -131,7 +163,10 @@ impl<'a> Rec<'a> {
         } else {
             format!(" body={:?}", String::from_utf8_lossy(body))
         };
-        let hdr_note: String = headers.iter().map(|(n, v)| format!(" [{n}: {v}]")).collect();
+        let hdr_note: String = headers
+            .iter()
+            .map(|(n, v)| format!(" [{n}: {v}]"))
+            .collect();
         self.steps.push(Step {
             label: label.to_string(),
             request: format!("{method} {target}{hdr_note}{body_note}"),
@@ -155,11 +190,23 @@ impl<'a> Rec<'a> {
         if form.is_empty() {
             self.send(label, "PUT", target, &[], b"")
         } else {
-            self.send(label, "PUT", target, &[("Content-Type", FORM)], form.as_bytes())
+            self.send(
+                label,
+                "PUT",
+                target,
+                &[("Content-Type", FORM)],
+                form.as_bytes(),
+            )
         }
     }
     fn post(&mut self, label: &str, target: &str, form: &str) -> Response {
-        self.send(label, "POST", target, &[("Content-Type", FORM)], form.as_bytes())
+        self.send(
+            label,
+            "POST",
+            target,
+            &[("Content-Type", FORM)],
+            form.as_bytes(),
+        )
     }
 
     /// Starts a watch and returns once its headers have arrived (the watcher is registered).
@@ -180,10 +227,12 @@ impl<'a> Rec<'a> {
         let deadline = Instant::now() + WATCH_DEADLINE;
         let kind = self.s.kind.label();
         let resp = match events {
-            None => w
-                .pending
-                .finish(deadline)
-                .unwrap_or_else(|e| panic!("[{kind}] watch {:?}: no event before the deadline: {e}", w.label)),
+            None => w.pending.finish(deadline).unwrap_or_else(|e| {
+                panic!(
+                    "[{kind}] watch {:?}: no event before the deadline: {e}",
+                    w.label
+                )
+            }),
             Some(n) => {
                 let mut body = Vec::new();
                 let mut chunks = Vec::new();
@@ -260,24 +309,46 @@ fn nidx(c: &Rec, r: &Response) -> u64 {
 /// own earlier responses (`c.abs`, `nidx`), never hard-coded.
 fn script(c: &mut Rec) {
     // ---- basics: set / get / create / update / CAS / CAD / delete of files
-    c.put("set new file (first write, measures the index shift)", "/v2/keys/message", "value=Hello+world");
+    c.put(
+        "set new file (first write, measures the index shift)",
+        "/v2/keys/message",
+        "value=Hello+world",
+    );
     c.get("get file", "/v2/keys/message");
     c.put("set replaces file", "/v2/keys/message", "value=Hello+etcd");
     c.head("HEAD file", "/v2/keys/message");
     c.get("get root", "/v2/keys/");
     c.get("get root without slash", "/v2/keys");
     c.get("quorum read", "/v2/keys/message?quorum=true");
-    c.get("quorum wins over wait", "/v2/keys/message?wait=true&quorum=true");
-    c.get("missing nested key: cause is first missing prefix", "/v2/keys/nokey/sub/deeper");
+    c.get(
+        "quorum wins over wait",
+        "/v2/keys/message?wait=true&quorum=true",
+    );
+    c.get(
+        "missing nested key: cause is first missing prefix",
+        "/v2/keys/nokey/sub/deeper",
+    );
     c.head("HEAD missing key", "/v2/keys/nokey");
     c.delete("delete file", "/v2/keys/message");
     c.get("get deleted file", "/v2/keys/message");
-    let r = c.put("create with prevExist=false", "/v2/keys/new", "value=one&prevExist=false");
+    let r = c.put(
+        "create with prevExist=false",
+        "/v2/keys/new",
+        "value=one&prevExist=false",
+    );
     let created_new = nidx(c, &r);
-    c.put("create existing -> 105", "/v2/keys/new", "value=again&prevExist=false");
+    c.put(
+        "create existing -> 105",
+        "/v2/keys/new",
+        "value=again&prevExist=false",
+    );
     let r = c.put("CAS by value", "/v2/keys/new", "value=two&prevValue=one");
     let cur = nidx(c, &r);
-    c.put("CAS by value fails", "/v2/keys/new", "value=three&prevValue=one");
+    c.put(
+        "CAS by value fails",
+        "/v2/keys/new",
+        "value=three&prevValue=one",
+    );
     let t = format!("value=three&prevIndex={}", c.abs(created_new));
     c.put("CAS by index fails", "/v2/keys/new", &t);
     let t = format!("value=four&prevIndex={}", c.abs(cur));
@@ -288,13 +359,37 @@ fn script(c: &mut Rec) {
     let t = format!("value=five&prevIndex={}&prevValue=four", c.abs(cur));
     c.put("CAS both conditions hold", "/v2/keys/new", &t);
     let t = format!("value=x&prevIndex={}", c.abs(cur));
-    c.put("CAS by index, value holds but index stale", "/v2/keys/new", &t);
+    c.put(
+        "CAS by index, value holds but index stale",
+        "/v2/keys/new",
+        &t,
+    );
     c.put("update", "/v2/keys/new", "value=six&prevExist=true");
-    c.put("update missing -> 100", "/v2/keys/nokey", "value=x&prevExist=true");
-    c.put("update with prevExist=1", "/v2/keys/new", "value=seven&prevExist=1");
-    c.put("prevExist=false wins over prevValue", "/v2/keys/new", "value=x&prevExist=false&prevValue=seven");
-    c.put("prevIndex=0 is no condition", "/v2/keys/new", "value=eight&prevIndex=0");
-    c.put("CAS on missing key", "/v2/keys/nokey", "value=x&prevValue=y");
+    c.put(
+        "update missing -> 100",
+        "/v2/keys/nokey",
+        "value=x&prevExist=true",
+    );
+    c.put(
+        "update with prevExist=1",
+        "/v2/keys/new",
+        "value=seven&prevExist=1",
+    );
+    c.put(
+        "prevExist=false wins over prevValue",
+        "/v2/keys/new",
+        "value=x&prevExist=false&prevValue=seven",
+    );
+    c.put(
+        "prevIndex=0 is no condition",
+        "/v2/keys/new",
+        "value=eight&prevIndex=0",
+    );
+    c.put(
+        "CAS on missing key",
+        "/v2/keys/nokey",
+        "value=x&prevValue=y",
+    );
     c.delete("CAD by value fails", "/v2/keys/new?prevValue=wrong");
     let t = format!("/v2/keys/new?prevIndex={}", c.abs(1));
     c.delete("CAD by index fails", &t);
@@ -314,13 +409,20 @@ fn script(c: &mut Rec) {
     c.put("set existing dir -> 102", "/v2/keys/dir", "dir=true");
     c.put("set value on dir -> 102", "/v2/keys/dir", "value=x");
     c.put("file in dir", "/v2/keys/dir/a", "value=1");
-    c.put("nested file creates parent", "/v2/keys/dir/sub/b", "value=2");
+    c.put(
+        "nested file creates parent",
+        "/v2/keys/dir/sub/b",
+        "value=2",
+    );
     c.put("hidden file", "/v2/keys/dir/_hidden", "value=h");
     c.put("another file", "/v2/keys/dir/c", "value=3");
     c.put("hidden dir child", "/v2/keys/dir/_hd/x", "value=hx");
     c.get("list dir (unsorted: multiset)", "/v2/keys/dir");
     c.get("list dir sorted", "/v2/keys/dir?sorted=true");
-    c.get("list dir recursive sorted", "/v2/keys/dir?recursive=true&sorted=true");
+    c.get(
+        "list dir recursive sorted",
+        "/v2/keys/dir?recursive=true&sorted=true",
+    );
     c.get("list dir recursive unsorted", "/v2/keys/dir?recursive=true");
     c.get("read hidden key by name", "/v2/keys/dir/_hidden");
     c.get("list hidden dir by name", "/v2/keys/dir/_hd");
@@ -328,15 +430,41 @@ fn script(c: &mut Rec) {
     c.put("write below a file -> 104", "/v2/keys/dir/a/x", "value=1");
     c.post("POST below a file -> 104", "/v2/keys/dir/a", "value=x");
     c.delete("delete dir without flags -> 102", "/v2/keys/dir");
-    c.delete("delete non-empty dir with dir=true -> 108", "/v2/keys/dir?dir=true");
-    c.put("update dir with value -> 102", "/v2/keys/dir", "value=x&prevExist=true");
-    c.put("update dir TTL (modifiedIndex quirk)", "/v2/keys/dir", "dir=true&prevExist=true&ttl=100");
-    c.get("dir keeps old modifiedIndex, has ttl", "/v2/keys/dir?sorted=true");
-    c.put("clear dir TTL", "/v2/keys/dir", "dir=true&prevExist=true&ttl=");
+    c.delete(
+        "delete non-empty dir with dir=true -> 108",
+        "/v2/keys/dir?dir=true",
+    );
+    c.put(
+        "update dir with value -> 102",
+        "/v2/keys/dir",
+        "value=x&prevExist=true",
+    );
+    c.put(
+        "update dir TTL (modifiedIndex quirk)",
+        "/v2/keys/dir",
+        "dir=true&prevExist=true&ttl=100",
+    );
+    c.get(
+        "dir keeps old modifiedIndex, has ttl",
+        "/v2/keys/dir?sorted=true",
+    );
+    c.put(
+        "clear dir TTL",
+        "/v2/keys/dir",
+        "dir=true&prevExist=true&ttl=",
+    );
     c.get("dir after TTL cleared", "/v2/keys/dir?sorted=true");
-    c.put("dir=true replaces a file by a dir", "/v2/keys/dir/a", "dir=true");
+    c.put(
+        "dir=true replaces a file by a dir",
+        "/v2/keys/dir/a",
+        "dir=true",
+    );
     c.put("file f2", "/v2/keys/f2", "value=hello");
-    c.put("dir=true&prevExist=true blanks a file", "/v2/keys/f2?dir=true&prevExist=true", "");
+    c.put(
+        "dir=true&prevExist=true blanks a file",
+        "/v2/keys/f2?dir=true&prevExist=true",
+        "",
+    );
     c.delete("delete empty dir with dir=true", "/v2/keys/dir/a?dir=true");
     c.put("mkdir", "/v2/keys/emptyd", "dir=true");
     c.delete("rmdir", "/v2/keys/emptyd?dir=true");
@@ -352,57 +480,157 @@ fn script(c: &mut Rec) {
     c.get("trailing slash reaches the handler", "/v2/keys/a/");
     c.get("root listing sorted", "/v2/keys/?sorted=true");
     c.get("bools T and 1", "/v2/keys/a?recursive=T&sorted=1");
-    c.get("bools TRUE and False", "/v2/keys/a?recursive=TRUE&sorted=False");
+    c.get(
+        "bools TRUE and False",
+        "/v2/keys/a?recursive=TRUE&sorted=False",
+    );
 
     // ---- in-order keys
     let r = c.post("POST in-order key", "/v2/keys/queue", "value=Job1");
     let first_job = text(&r, &["node", "key"]);
     c.post("POST second in-order key", "/v2/keys/queue", "value=Job2");
     c.get("queue sorted", "/v2/keys/queue?recursive=true&sorted=true");
-    c.post("POST in-order dir with TTL", "/v2/keys/queue", "dir=true&ttl=100");
-    c.post("POST ignores prevExist", "/v2/keys/queue?prevExist=false", "value=Job3");
+    c.post(
+        "POST in-order dir with TTL",
+        "/v2/keys/queue",
+        "dir=true&ttl=100",
+    );
+    c.post(
+        "POST ignores prevExist",
+        "/v2/keys/queue?prevExist=false",
+        "value=Job3",
+    );
     let r = c.post("POST at root", "/v2/keys", "value=rootjob");
     let root_job = text(&r, &["node", "key"]);
     c.get("read in-order key by name", &format!("/v2/keys{first_job}"));
-    c.delete("delete in-order key at root", &format!("/v2/keys{root_job}"));
+    c.delete(
+        "delete in-order key at root",
+        &format!("/v2/keys{root_job}"),
+    );
     c.post("POST on a file -> 104", "/v2/keys/a/c", "value=x");
 
     // ---- where the value comes from; JSON encoding
     c.put("value from query", "/v2/keys/q1?value=fromquery", "");
-    c.put("body wins over query", "/v2/keys/q3?value=query", "value=body");
+    c.put(
+        "body wins over query",
+        "/v2/keys/q3?value=query",
+        "value=body",
+    );
     c.put("first value wins", "/v2/keys/q4", "value=a&value=b");
-    c.send("JSON body ignored", "PUT", "/v2/keys/q5", &[("Content-Type", "application/json")], br#"{"value":"x"}"#);
+    c.send(
+        "JSON body ignored",
+        "PUT",
+        "/v2/keys/q5",
+        &[("Content-Type", "application/json")],
+        br#"{"value":"x"}"#,
+    );
     let mp = b"--XyZ\r\nContent-Disposition: form-data; name=\"value\"\r\n\r\nmulti\r\n--XyZ--\r\n";
-    c.send("multipart body ignored", "PUT", "/v2/keys/m1", &[("Content-Type", "multipart/form-data; boundary=XyZ")], mp);
+    c.send(
+        "multipart body ignored",
+        "PUT",
+        "/v2/keys/m1",
+        &[("Content-Type", "multipart/form-data; boundary=XyZ")],
+        mp,
+    );
     c.put("no value at all", "/v2/keys/q2", "");
-    c.send("text/plain body ignored", "PUT", "/v2/keys/q6", &[("Content-Type", "text/plain")], b"value=x");
-    c.send("no Content-Type: body ignored", "PUT", "/v2/keys/q8", &[], b"value=x");
+    c.send(
+        "text/plain body ignored",
+        "PUT",
+        "/v2/keys/q6",
+        &[("Content-Type", "text/plain")],
+        b"value=x",
+    );
+    c.send(
+        "no Content-Type: body ignored",
+        "PUT",
+        "/v2/keys/q8",
+        &[],
+        b"value=x",
+    );
     c.send(
         "form content type with parameters",
         "PUT",
         "/v2/keys/q7",
-        &[("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
+        &[(
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )],
         b"value=param",
     );
-    c.put("invalid UTF-8 and control characters", "/v2/keys/enc", "value=%FF%00%01%09%0A%0D%E2%80%A8%22%5C%7F");
+    c.put(
+        "invalid UTF-8 and control characters",
+        "/v2/keys/enc",
+        "value=%FF%00%01%09%0A%0D%E2%80%A8%22%5C%7F",
+    );
     c.get("read back encoded value", "/v2/keys/enc");
-    c.put("<>& are escaped", "/v2/keys/amp", "value=%3Ca%26b%3Dc+d%2Be%3E");
-    c.delete("plain delete with unknown query parameter", "/v2/keys/q1?x=1");
-    c.send("DELETE with body prevValue is plain delete", "DELETE", "/v2/keys/q3", &[("Content-Type", FORM)], b"prevValue=wrong");
+    c.put(
+        "<>& are escaped",
+        "/v2/keys/amp",
+        "value=%3Ca%26b%3Dc+d%2Be%3E",
+    );
+    c.delete(
+        "plain delete with unknown query parameter",
+        "/v2/keys/q1?x=1",
+    );
+    c.send(
+        "DELETE with body prevValue is plain delete",
+        "DELETE",
+        "/v2/keys/q3",
+        &[("Content-Type", FORM)],
+        b"prevValue=wrong",
+    );
     let big = format!("value={}", "b".repeat(1536 * 1024));
-    c.send("1.5 MiB value accepted", "PUT", "/v2/keys/big", &[("Content-Type", FORM)], big.as_bytes());
+    c.send(
+        "1.5 MiB value accepted",
+        "PUT",
+        "/v2/keys/big",
+        &[("Content-Type", FORM)],
+        big.as_bytes(),
+    );
     let huge = format!("value={}", "h".repeat(11 * 1024 * 1024));
-    c.send("body over 10 MiB -> 210", "PUT", "/v2/keys/huge", &[("Content-Type", FORM)], huge.as_bytes());
+    c.send(
+        "body over 10 MiB -> 210",
+        "PUT",
+        "/v2/keys/huge",
+        &[("Content-Type", FORM)],
+        huge.as_bytes(),
+    );
     c.get("huge was not written", "/v2/keys/huge");
 
     // ---- noValueOnSuccess
-    c.put("set noValueOnSuccess", "/v2/keys/nv?noValueOnSuccess=true", "value=nv");
-    c.put("create error with noValueOnSuccess", "/v2/keys/nv?noValueOnSuccess=true", "value=x&prevExist=false");
-    c.put("update noValueOnSuccess", "/v2/keys/nv?noValueOnSuccess=true", "value=2&prevExist=true");
-    c.put("CAS noValueOnSuccess", "/v2/keys/nv", "value=3&prevValue=2&noValueOnSuccess=true");
-    c.put("create noValueOnSuccess (201)", "/v2/keys/nv2?noValueOnSuccess=true&prevExist=false", "value=c");
-    c.delete("delete ignores noValueOnSuccess", "/v2/keys/nv?noValueOnSuccess=true");
-    c.get("get ignores noValueOnSuccess", "/v2/keys/nv2?noValueOnSuccess=true");
+    c.put(
+        "set noValueOnSuccess",
+        "/v2/keys/nv?noValueOnSuccess=true",
+        "value=nv",
+    );
+    c.put(
+        "create error with noValueOnSuccess",
+        "/v2/keys/nv?noValueOnSuccess=true",
+        "value=x&prevExist=false",
+    );
+    c.put(
+        "update noValueOnSuccess",
+        "/v2/keys/nv?noValueOnSuccess=true",
+        "value=2&prevExist=true",
+    );
+    c.put(
+        "CAS noValueOnSuccess",
+        "/v2/keys/nv",
+        "value=3&prevValue=2&noValueOnSuccess=true",
+    );
+    c.put(
+        "create noValueOnSuccess (201)",
+        "/v2/keys/nv2?noValueOnSuccess=true&prevExist=false",
+        "value=c",
+    );
+    c.delete(
+        "delete ignores noValueOnSuccess",
+        "/v2/keys/nv?noValueOnSuccess=true",
+    );
+    c.get(
+        "get ignores noValueOnSuccess",
+        "/v2/keys/nv2?noValueOnSuccess=true",
+    );
 
     // ---- validation errors, spec §1.5, in its order
     c.put("1 bad escape in query", "/v2/keys/v?value=%zz", "");
@@ -410,12 +638,22 @@ fn script(c: &mut Rec) {
     c.get("1 bad escape in GET query", "/v2/keys/v?recursive=%zz");
     c.delete("1 bad escape in DELETE query", "/v2/keys/v?x=%g1");
     c.head("1 bad escape in HEAD query", "/v2/keys/v?x=%");
-    c.put("2 prevIndex not a number", "/v2/keys/v", "value=1&prevIndex=abc");
+    c.put(
+        "2 prevIndex not a number",
+        "/v2/keys/v",
+        "value=1&prevIndex=abc",
+    );
     c.delete("2 prevIndex negative", "/v2/keys/v?prevIndex=-1");
     c.put("2 prevIndex with plus sign", "/v2/keys/v", "prevIndex=%2B5");
-    c.get("3 waitIndex not a number", "/v2/keys/v?wait=true&waitIndex=x");
+    c.get(
+        "3 waitIndex not a number",
+        "/v2/keys/v?wait=true&waitIndex=x",
+    );
     c.get("3 waitIndex fraction", "/v2/keys/v?wait=true&waitIndex=1.5");
-    c.get("3 waitIndex bad even without wait", "/v2/keys/v?waitIndex=x");
+    c.get(
+        "3 waitIndex bad even without wait",
+        "/v2/keys/v?waitIndex=x",
+    );
     c.get("4 recursive=maybe", "/v2/keys/v?recursive=maybe");
     c.get("4 recursive empty", "/v2/keys/v?recursive=");
     c.get("5 sorted=yes", "/v2/keys/v?sorted=yes");
@@ -429,37 +667,111 @@ fn script(c: &mut Rec) {
     c.post("10 wait with POST", "/v2/keys/queue?wait=true", "value=1");
     c.put("11 empty prevValue", "/v2/keys/v", "value=1&prevValue=");
     c.delete("11 empty prevValue on DELETE", "/v2/keys/v?prevValue=");
-    c.put("12 noValueOnSuccess=x", "/v2/keys/v", "value=1&noValueOnSuccess=x");
+    c.put(
+        "12 noValueOnSuccess=x",
+        "/v2/keys/v",
+        "value=1&noValueOnSuccess=x",
+    );
     c.put("13 ttl=abc", "/v2/keys/v", "value=1&ttl=abc");
     c.put("13 ttl=-1", "/v2/keys/v", "value=1&ttl=-1");
     c.put("13 ttl=1.5", "/v2/keys/v", "value=1&ttl=1.5");
-    c.put("13 ttl over 2^64-1", "/v2/keys/v", "value=1&ttl=18446744073709551616");
-    c.put("14 prevExist=maybe", "/v2/keys/v", "value=1&prevExist=maybe");
+    c.put(
+        "13 ttl over 2^64-1",
+        "/v2/keys/v",
+        "value=1&ttl=18446744073709551616",
+    );
+    c.put(
+        "14 prevExist=maybe",
+        "/v2/keys/v",
+        "value=1&prevExist=maybe",
+    );
     c.put("15 refresh=maybe", "/v2/keys/v", "ttl=5&refresh=maybe");
-    c.put("16 refresh with a value", "/v2/keys/v", "ttl=30&refresh=true&value=x");
+    c.put(
+        "16 refresh with a value",
+        "/v2/keys/v",
+        "ttl=30&refresh=true&value=x",
+    );
     c.put("17 refresh without ttl", "/v2/keys/v", "refresh=true");
-    c.put("17 refresh with empty ttl", "/v2/keys/v", "refresh=true&ttl=");
-    c.put("order: prevIndex before waitIndex and recursive", "/v2/keys/v?waitIndex=y&recursive=z", "prevIndex=x");
-    c.get("order: waitIndex before recursive", "/v2/keys/v?waitIndex=y&recursive=z&sorted=q");
-    c.put("order: prevValue (11) before ttl (13)", "/v2/keys/v", "ttl=x&prevValue=");
-    c.put("order: wait (10) before prevValue (11)", "/v2/keys/v?wait=true", "prevValue=");
-    c.put("order: ttl (13) before prevExist (14)", "/v2/keys/v", "prevExist=x&refresh=x&ttl=x");
-    c.put("order: noValueOnSuccess (12) before ttl (13)", "/v2/keys/v", "ttl=x&noValueOnSuccess=x");
-    c.put("refresh of a missing key -> 100", "/v2/keys/tnone", "ttl=30&refresh=true");
+    c.put(
+        "17 refresh with empty ttl",
+        "/v2/keys/v",
+        "refresh=true&ttl=",
+    );
+    c.put(
+        "order: prevIndex before waitIndex and recursive",
+        "/v2/keys/v?waitIndex=y&recursive=z",
+        "prevIndex=x",
+    );
+    c.get(
+        "order: waitIndex before recursive",
+        "/v2/keys/v?waitIndex=y&recursive=z&sorted=q",
+    );
+    c.put(
+        "order: prevValue (11) before ttl (13)",
+        "/v2/keys/v",
+        "ttl=x&prevValue=",
+    );
+    c.put(
+        "order: wait (10) before prevValue (11)",
+        "/v2/keys/v?wait=true",
+        "prevValue=",
+    );
+    c.put(
+        "order: ttl (13) before prevExist (14)",
+        "/v2/keys/v",
+        "prevExist=x&refresh=x&ttl=x",
+    );
+    c.put(
+        "order: noValueOnSuccess (12) before ttl (13)",
+        "/v2/keys/v",
+        "ttl=x&noValueOnSuccess=x",
+    );
+    c.put(
+        "refresh of a missing key -> 100",
+        "/v2/keys/tnone",
+        "ttl=30&refresh=true",
+    );
     c.get("unknown parameters are ignored", "/v2/keys/a/c?foo=bar&x");
 
     // ---- TTL set / refresh / clear / expiry
     c.put("set with ttl", "/v2/keys/foo", "value=bar&ttl=100");
     c.get("read key with ttl", "/v2/keys/foo");
-    c.put("refresh via update keeps value", "/v2/keys/foo", "ttl=200&refresh=true&prevExist=true");
-    c.put("update with empty ttl clears TTL", "/v2/keys/foo", "value=bar&ttl=&prevExist=true");
+    c.put(
+        "refresh via update keeps value",
+        "/v2/keys/foo",
+        "ttl=200&refresh=true&prevExist=true",
+    );
+    c.put(
+        "update with empty ttl clears TTL",
+        "/v2/keys/foo",
+        "value=bar&ttl=&prevExist=true",
+    );
     c.get("key without ttl", "/v2/keys/foo");
     c.put("t1 plain", "/v2/keys/t1", "value=v2");
-    c.put("refresh set form (createdIndex changes)", "/v2/keys/t1", "ttl=300&refresh=true");
-    c.put("update without ttl removes TTL", "/v2/keys/t1", "value=v3&prevExist=true");
-    c.put("refresh CAS form", "/v2/keys/t1", "ttl=300&refresh=true&prevValue=v3");
-    let w = c.watch("refresh is not delivered to watchers", "/v2/keys/t1?wait=true");
-    c.put("refresh while watched", "/v2/keys/t1", "ttl=400&refresh=true");
+    c.put(
+        "refresh set form (createdIndex changes)",
+        "/v2/keys/t1",
+        "ttl=300&refresh=true",
+    );
+    c.put(
+        "update without ttl removes TTL",
+        "/v2/keys/t1",
+        "value=v3&prevExist=true",
+    );
+    c.put(
+        "refresh CAS form",
+        "/v2/keys/t1",
+        "ttl=300&refresh=true&prevValue=v3",
+    );
+    let w = c.watch(
+        "refresh is not delivered to watchers",
+        "/v2/keys/t1?wait=true",
+    );
+    c.put(
+        "refresh while watched",
+        "/v2/keys/t1",
+        "ttl=400&refresh=true",
+    );
     c.put("real write while watched", "/v2/keys/t1", "value=after");
     c.finish(w, None);
     let r = c.put("ttl=0 accepted", "/v2/keys/t0", "value=zero&ttl=0");
@@ -479,7 +791,10 @@ fn script(c: &mut Rec) {
     c.get("expire event from history", &t);
     c.put("dir with ttl=1", "/v2/keys/edir", "dir=true&ttl=1");
     c.put("child of expiring dir", "/v2/keys/edir/child", "value=c");
-    let w = c.watch("watch on child sees dir expire", "/v2/keys/edir/child?wait=true");
+    let w = c.watch(
+        "watch on child sees dir expire",
+        "/v2/keys/edir/child?wait=true",
+    );
     c.finish(w, None);
     c.get("expired dir is gone", "/v2/keys/edir");
     c.post("in-order key with ttl", "/v2/keys/tq", "value=x&ttl=100");
@@ -493,27 +808,58 @@ fn script(c: &mut Rec) {
     c.finish(w, None);
     let t = format!("/v2/keys/new?wait=true&waitIndex={}", c.abs(1));
     c.get("history watch: first event on /new", &t);
-    let t = format!("/v2/keys/queue?wait=true&recursive=true&waitIndex={}", c.abs(1));
+    let t = format!(
+        "/v2/keys/queue?wait=true&recursive=true&waitIndex={}",
+        c.abs(1)
+    );
     c.get("history watch recursive", &t);
     let t = format!("/v2/keys/?wait=true&recursive=true&waitIndex={}", c.abs(2));
     c.get("history watch on root recursive", &t);
-    let w = c.watch("recursive live watch", "/v2/keys/wdir?wait=true&recursive=true");
-    c.put("child write wakes recursive watch", "/v2/keys/wdir/child", "value=c");
+    let w = c.watch(
+        "recursive live watch",
+        "/v2/keys/wdir?wait=true&recursive=true",
+    );
+    c.put(
+        "child write wakes recursive watch",
+        "/v2/keys/wdir/child",
+        "value=c",
+    );
     c.finish(w, None);
     let w = c.watch("non-recursive watch on dir", "/v2/keys/wdir?wait=true");
-    c.put("child write does not wake it", "/v2/keys/wdir/child2", "value=c2");
+    c.put(
+        "child write does not wake it",
+        "/v2/keys/wdir/child2",
+        "value=c2",
+    );
     c.delete("recursive delete wakes it", "/v2/keys/wdir?recursive=true");
     c.finish(w, None);
     c.put("file in p", "/v2/keys/p/c", "value=pc");
-    let w = c.watch("watch on file whose parent is deleted", "/v2/keys/p/c?wait=true");
+    let w = c.watch(
+        "watch on file whose parent is deleted",
+        "/v2/keys/p/c?wait=true",
+    );
     c.delete("delete parent", "/v2/keys/p?recursive=true");
     c.finish(w, None);
-    let w = c.watch("recursive live watch ignores hidden", "/v2/keys/hw?wait=true&recursive=true");
-    let r = c.put("hidden write under watched dir", "/v2/keys/hw/_secret", "value=s");
+    let w = c.watch(
+        "recursive live watch ignores hidden",
+        "/v2/keys/hw?wait=true&recursive=true",
+    );
+    let r = c.put(
+        "hidden write under watched dir",
+        "/v2/keys/hw/_secret",
+        "value=s",
+    );
     let secret = nidx(c, &r);
-    c.put("visible write under watched dir", "/v2/keys/hw/visible", "value=v");
+    c.put(
+        "visible write under watched dir",
+        "/v2/keys/hw/visible",
+        "value=v",
+    );
     c.finish(w, None);
-    let t = format!("/v2/keys/hw?wait=true&recursive=true&waitIndex={}", c.abs(secret));
+    let t = format!(
+        "/v2/keys/hw?wait=true&recursive=true&waitIndex={}",
+        c.abs(secret)
+    );
     c.get("history watch returns hidden key (quirk)", &t);
     c.put("qa/x", "/v2/keys/qa/x", "value=1");
     let r = c.delete("delete /qa", "/v2/keys/qa?recursive=true");
@@ -525,20 +871,49 @@ fn script(c: &mut Rec) {
     c.put("stream event 2", "/v2/keys/rawk", "value=2");
     c.finish(w, Some(2));
     let r = c.get("current index", "/v2/keys/rawk");
-    let next = r.header("X-Etcd-Index").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
-    let w = c.watch("watch with future waitIndex", &format!("/v2/keys/fut?wait=true&waitIndex={next}"));
+    let next = r
+        .header("X-Etcd-Index")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let w = c.watch(
+        "watch with future waitIndex",
+        &format!("/v2/keys/fut?wait=true&waitIndex={next}"),
+    );
     c.put("write at the future index", "/v2/keys/fut", "value=f");
     c.finish(w, None);
-    let w = c.watch("watch on a path below a file", "/v2/keys/a/c/below?wait=true");
+    let w = c.watch(
+        "watch on a path below a file",
+        "/v2/keys/a/c/below?wait=true",
+    );
     c.delete("delete the file", "/v2/keys/a/c");
     c.put("write below", "/v2/keys/a/c/below", "value=x");
     c.finish(w, None);
 
     // ---- HTTP layer: methods, paths, other endpoints
     c.send("PATCH -> 405", "PATCH", "/v2/keys/cas", &[], b"");
-    c.send("OPTIONS on a key", "OPTIONS", "/v2/keys/foo", &[("Origin", "http://example.com"), ("Access-Control-Request-Method", "PUT")], b"");
-    c.send("OPTIONS on an unknown path", "OPTIONS", "/nowhere", &[], b"");
-    c.put("PUT unclean path -> 301", "/v2/keys//afile?recursive=true", "value=zz");
+    c.send(
+        "OPTIONS on a key",
+        "OPTIONS",
+        "/v2/keys/foo",
+        &[
+            ("Origin", "http://example.com"),
+            ("Access-Control-Request-Method", "PUT"),
+        ],
+        b"",
+    );
+    c.send(
+        "OPTIONS on an unknown path",
+        "OPTIONS",
+        "/nowhere",
+        &[],
+        b"",
+    );
+    c.put(
+        "PUT unclean path -> 301",
+        "/v2/keys//afile?recursive=true",
+        "value=zz",
+    );
     c.get("GET /./ -> 301 with html body", "/v2/keys/a/./b");
     c.get("GET /../ -> 301", "/v2/keys/a/../b?x=1");
     c.get("GET // -> 301 keeps query", "/v2/keys//x?sorted=true");
@@ -552,17 +927,38 @@ fn script(c: &mut Rec) {
     c.get("/v2/leader -> 404", "/v2/leader");
     c.get("/v1/keys -> 404", "/v1/keys/foo");
     c.get("/mod -> 404", "/mod/v2/leader");
-    c.get("_etcd/machines is just a missing key", "/v2/keys/_etcd/machines");
+    c.get(
+        "_etcd/machines is just a missing key",
+        "/v2/keys/_etcd/machines",
+    );
     c.send("POST /health -> 405", "POST", "/health", &[], b"");
     c.send("PUT /version -> 405", "PUT", "/version", &[], b"");
-    c.send("DELETE /v2/machines -> 405", "DELETE", "/v2/machines", &[], b"");
-    c.send("POST /v2/stats/self -> 405", "POST", "/v2/stats/self", &[], b"");
+    c.send(
+        "DELETE /v2/machines -> 405",
+        "DELETE",
+        "/v2/machines",
+        &[],
+        b"",
+    );
+    c.send(
+        "POST /v2/stats/self -> 405",
+        "POST",
+        "/v2/stats/self",
+        &[],
+        b"",
+    );
     c.get("health", "/health");
     c.get("members", "/v2/members");
     c.get("members/", "/v2/members/");
     c.get("members leader", "/v2/members/leader");
     c.get("members unknown", "/v2/members/xyz");
-    c.send("PUT members without id -> 405", "PUT", "/v2/members", &[], b"");
+    c.send(
+        "PUT members without id -> 405",
+        "PUT",
+        "/v2/members",
+        &[],
+        b"",
+    );
     c.send("PATCH members -> 405", "PATCH", "/v2/members", &[], b"");
     c.get("machines", "/v2/machines");
     c.head("HEAD machines", "/v2/machines");
@@ -578,10 +974,19 @@ fn script(c: &mut Rec) {
     let t = format!("/v2/keys/new?wait=true&waitIndex={}", c.abs(8));
     c.get("401 again, other key", &t);
     let r = c.get("index after bulk", "/v2/keys/bulk/k3");
-    let cur = r.header("X-Etcd-Index").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let t = format!("/v2/keys/bulk/k3?wait=true&waitIndex={}", cur.saturating_sub(500));
+    let cur = r
+        .header("X-Etcd-Index")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let t = format!(
+        "/v2/keys/bulk/k3?wait=true&waitIndex={}",
+        cur.saturating_sub(500)
+    );
     c.get("history watch inside the window", &t);
-    let t = format!("/v2/keys/bulk?wait=true&recursive=true&waitIndex={}", cur.saturating_sub(999));
+    let t = format!(
+        "/v2/keys/bulk?wait=true&recursive=true&waitIndex={}",
+        cur.saturating_sub(999)
+    );
     c.get("oldest retained event", &t);
     c.get("final tree", "/v2/keys/?recursive=true&sorted=true");
 }
@@ -610,7 +1015,13 @@ struct Norm {
 impl Norm {
     fn for_server(s: &Server, base: u64) -> Norm {
         let (member_id, cluster_id) = s.expected_ids();
-        Norm { base, client_port: s.client_port, peer_port: s.peer_port, member_id, cluster_id }
+        Norm {
+            base,
+            client_port: s.client_port,
+            peer_port: s.peer_port,
+            member_id,
+            cluster_id,
+        }
     }
 
     fn shift(&self, n: u64) -> String {
@@ -624,10 +1035,16 @@ impl Norm {
     }
 
     fn text(&self, s: &str) -> String {
-        s.replace(&format!("127.0.0.1:{}", self.client_port), "127.0.0.1:CLIENT_PORT")
-            .replace(&format!("127.0.0.1:{}", self.peer_port), "127.0.0.1:PEER_PORT")
-            .replace(&format!("\"{}\"", self.member_id), "\"MEMBER_ID\"")
-            .replace(&format!("\"{}\"", self.cluster_id), "\"CLUSTER_ID\"")
+        s.replace(
+            &format!("127.0.0.1:{}", self.client_port),
+            "127.0.0.1:CLIENT_PORT",
+        )
+        .replace(
+            &format!("127.0.0.1:{}", self.peer_port),
+            "127.0.0.1:PEER_PORT",
+        )
+        .replace(&format!("\"{}\"", self.member_id), "\"MEMBER_ID\"")
+        .replace(&format!("\"{}\"", self.cluster_id), "\"CLUSTER_ID\"")
     }
 
     /// In-order key names: 20-digit components are indexes.
@@ -645,10 +1062,17 @@ impl Norm {
     }
 
     fn cause(&self, code: u64, cause: &str, params: &[(String, String)]) -> String {
-        let first = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let first = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
         match code {
             101 => {
-                let has_pi = first("prevIndex").map(|v| v != "0" && !v.is_empty()).unwrap_or(false);
+                let has_pi = first("prevIndex")
+                    .map(|v| v != "0" && !v.is_empty())
+                    .unwrap_or(false);
                 let has_pv = first("prevValue").map(|v| !v.is_empty()).unwrap_or(false);
                 // "[pv != cv]", "[pi != ci]" or "[pv != cv] [pi != ci]"; shift the index pair.
                 let parts: Vec<&str> = cause.split("] [").collect();
@@ -663,12 +1087,16 @@ impl Norm {
                     None => cause.to_string(),
                     Some(i) => {
                         let mut p: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
-                        let inner = p[i].trim_start_matches('[').trim_end_matches(']').to_string();
+                        let inner = p[i]
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_string();
                         if let Some((a, b)) = inner.split_once(" != ") {
                             if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) {
                                 let open = if p[i].starts_with('[') { "[" } else { "" };
                                 let close = if p[i].ends_with(']') { "]" } else { "" };
-                                p[i] = format!("{open}{} != {}{close}", self.shift(a), self.shift(b));
+                                p[i] =
+                                    format!("{open}{} != {}{close}", self.shift(a), self.shift(b));
                             }
                         }
                         p.join("] [")
@@ -680,7 +1108,12 @@ impl Norm {
                     let inner = cause[start + 1..].trim_end_matches(']');
                     if let Some((a, b)) = inner.split_once('/') {
                         if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) {
-                            return format!("{}[{}/{}]", &cause[..start], self.shift(a), self.shift(b));
+                            return format!(
+                                "{}[{}/{}]",
+                                &cause[..start],
+                                self.shift(a),
+                                self.shift(b)
+                            );
                         }
                     }
                 }
@@ -713,7 +1146,9 @@ impl Norm {
                                 self.json(it, sorted, params, recv);
                             }
                             if !sorted {
-                                items.sort_by_key(|it| it.get("key").map(|k| k.render()).unwrap_or_default());
+                                items.sort_by_key(|it| {
+                                    it.get("key").map(|k| k.render()).unwrap_or_default()
+                                });
                             }
                         }
                         _ => self.json(val, sorted, params, recv),
@@ -842,7 +1277,10 @@ fn split_json(body: &str) -> Option<Vec<(J, String)>> {
 fn expiration(s: &str, recv: SystemTime) -> String {
     match parse_rfc3339_nano(s) {
         Some(t) => {
-            let recv_ms = recv.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i128;
+            let recv_ms = recv
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i128;
             format!("EXP {}", t / 1_000_000 - recv_ms)
         }
         None => format!("BAD-EXPIRATION-FORMAT {s}"),
@@ -873,7 +1311,8 @@ fn parse_rfc3339_nano(s: &str) -> Option<i128> {
     let frac = &s[19..s.len() - 1];
     if !frac.is_empty() {
         let f = frac.strip_prefix('.')?;
-        if f.is_empty() || f.len() > 9 || f.ends_with('0') || !f.bytes().all(|c| c.is_ascii_digit()) {
+        if f.is_empty() || f.len() > 9 || f.ends_with('0') || !f.bytes().all(|c| c.is_ascii_digit())
+        {
             return None;
         }
         nanos = format!("{f:0<9}").parse().ok()?;
@@ -892,10 +1331,22 @@ fn parse_rfc3339_nano(s: &str) -> Option<i128> {
 
 #[test]
 fn rfc3339_parser_accepts_go_format_only() {
-    assert_eq!(parse_rfc3339_nano("1970-01-01T00:00:01Z"), Some(1_000_000_000));
-    assert_eq!(parse_rfc3339_nano("1970-01-01T00:00:00.5Z"), Some(500_000_000));
-    assert!(parse_rfc3339_nano("1970-01-01T00:00:00.50Z").is_none(), "trailing zero");
-    assert!(parse_rfc3339_nano("1970-01-01T00:00:00+00:00").is_none(), "not Z");
+    assert_eq!(
+        parse_rfc3339_nano("1970-01-01T00:00:01Z"),
+        Some(1_000_000_000)
+    );
+    assert_eq!(
+        parse_rfc3339_nano("1970-01-01T00:00:00.5Z"),
+        Some(500_000_000)
+    );
+    assert!(
+        parse_rfc3339_nano("1970-01-01T00:00:00.50Z").is_none(),
+        "trailing zero"
+    );
+    assert!(
+        parse_rfc3339_nano("1970-01-01T00:00:00+00:00").is_none(),
+        "not Z"
+    );
     assert_eq!(
         parse_rfc3339_nano("2026-11-22T17:57:56.05541868Z").map(|n| n / 1_000_000_000),
         Some(1_795_370_276)
@@ -918,7 +1369,10 @@ fn cmp_json(path: &str, a: &J, b: &J, out: &mut Vec<(String, String)>) {
         }
         (J::Arr(xa), J::Arr(xb)) => {
             if xa.len() != xb.len() {
-                out.push((path.to_string(), format!("{} items vs {} items", xa.len(), xb.len())));
+                out.push((
+                    path.to_string(),
+                    format!("{} items vs {} items", xa.len(), xb.len()),
+                ));
             }
             for (i, (va, vb)) in xa.iter().zip(xb.iter()).enumerate() {
                 cmp_json(&format!("{path}[{i}]"), va, vb, out);
@@ -934,7 +1388,10 @@ fn cmp_json(path: &str, a: &J, b: &J, out: &mut Vec<(String, String)>) {
             let p: i128 = x[4..].parse().unwrap_or(0);
             let q: i128 = y[4..].parse().unwrap_or(0);
             if (p - q).abs() > 1500 {
-                out.push((path.to_string(), format!("expiration offset {p} ms vs {q} ms (±1500 allowed)")));
+                out.push((
+                    path.to_string(),
+                    format!("expiration offset {p} ms vs {q} ms (±1500 allowed)"),
+                ));
             }
         }
         _ => {
@@ -983,7 +1440,10 @@ fn compare(a: &View, b: &View) -> Vec<(String, String)> {
     match (&a.json, &b.json) {
         (Some(ja), Some(jb)) => {
             if ja.len() != jb.len() {
-                d.push(("body".into(), format!("{} JSON values vs {}", ja.len(), jb.len())));
+                d.push((
+                    "body".into(),
+                    format!("{} JSON values vs {}", ja.len(), jb.len()),
+                ));
             }
             for (i, ((va, wa), (vb, wb))) in ja.iter().zip(jb.iter()).enumerate() {
                 cmp_json(&format!("body[{i}]"), va, vb, &mut d);
@@ -994,7 +1454,10 @@ fn compare(a: &View, b: &View) -> Vec<(String, String)> {
         }
         _ => {
             if a.raw != b.raw {
-                d.push(("body".into(), format!("{:?} vs {:?}", clip(&a.raw), clip(&b.raw))));
+                d.push((
+                    "body".into(),
+                    format!("{:?} vs {:?}", clip(&a.raw), clip(&b.raw)),
+                ));
             }
         }
     }
@@ -1048,7 +1511,14 @@ fn differential_against_etcd() {
         // Every exchange of both runs, for reading the script's effect by eye.
         let mut t = String::new();
         for (i, (x, y)) in sa.iter().zip(sb.iter()).enumerate() {
-            t.push_str(&format!("#{i} {}\n{}\n-- etcd:\n{}\n-- {}:\n{}\n\n", x.label, x.request, clip_to(&x.resp.dump(), 3000), b_kind.label(), clip_to(&y.resp.dump(), 3000)));
+            t.push_str(&format!(
+                "#{i} {}\n{}\n-- etcd:\n{}\n-- {}:\n{}\n\n",
+                x.label,
+                x.request,
+                clip_to(&x.resp.dump(), 3000),
+                b_kind.label(),
+                clip_to(&y.resp.dump(), 3000)
+            ));
         }
         std::fs::write(&path, t).expect("write PIKV_IT_DIFF_DUMP");
     }
@@ -1097,7 +1567,10 @@ fn differential_against_etcd() {
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The normaliser must hide only what §18.1 says may differ: a shifted index is equal, a
@@ -1122,9 +1595,21 @@ fn normaliser_shifts_indexes_and_still_sees_differences() {
         },
         recv: SystemTime::now(),
     };
-    let n = |base| Norm { base, client_port: 1, peer_port: 2, member_id: "m1".into(), cluster_id: "c1".into() };
-    let etcd = mk("14", "{\"errorCode\":101,\"message\":\"Compare failed\",\"cause\":\"[9 != 14]\",\"index\":14}\n");
-    let same = mk("11", "{\"errorCode\":101,\"message\":\"Compare failed\",\"cause\":\"[6 != 11]\",\"index\":11}\n");
+    let n = |base| Norm {
+        base,
+        client_port: 1,
+        peer_port: 2,
+        member_id: "m1".into(),
+        cluster_id: "c1".into(),
+    };
+    let etcd = mk(
+        "14",
+        "{\"errorCode\":101,\"message\":\"Compare failed\",\"cause\":\"[9 != 14]\",\"index\":14}\n",
+    );
+    let same = mk(
+        "11",
+        "{\"errorCode\":101,\"message\":\"Compare failed\",\"cause\":\"[6 != 11]\",\"index\":11}\n",
+    );
     assert!(compare(&n(3).view(&etcd), &n(0).view(&same)).is_empty());
     for bad in [
         mk("12", "{\"errorCode\":101,\"message\":\"Compare failed\",\"cause\":\"[6 != 11]\",\"index\":11}\n"),

@@ -53,7 +53,10 @@ fn acknowledged_writes_survive_kill_9() {
                             let idx = r.modified_index();
                             acked.lock().unwrap().push((key, value, idx));
                         }
-                        Ok(r) => failures.lock().unwrap().push(format!("{key}: {}", r.dump())),
+                        Ok(r) => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{key}: {}", r.dump())),
                         Err(_) => break, // the server was killed under us: not acknowledged
                     }
                     i += 1;
@@ -84,12 +87,22 @@ fn acknowledged_writes_survive_kill_9() {
             lost.len(),
             lost.join("\n")
         );
-        eprintln!("durability: cycle {cycle}: {} acknowledged writes verified", acked.len());
+        eprintln!(
+            "durability: cycle {cycle}: {} acknowledged writes verified",
+            acked.len()
+        );
     }
     let f = failures.lock().unwrap();
-    assert!(f.is_empty(), "unexpected non-201 answers:\n{}", f.join("\n"));
+    assert!(
+        f.is_empty(),
+        "unexpected non-201 answers:\n{}",
+        f.join("\n")
+    );
     let n = acked.lock().unwrap().len();
-    assert!(n >= CYCLES * WRITERS, "too few acknowledged writes to mean anything: {n}");
+    assert!(
+        n >= CYCLES * WRITERS,
+        "too few acknowledged writes to mean anything: {n}"
+    );
 }
 
 /// key → (value, modifiedIndex) of every file in a recursive listing.
@@ -126,13 +139,25 @@ fn restart_keeps_the_etcd_index_and_history() {
 
     s.restart();
     let after = s.get("/v2/keys/r").etcd_index();
-    assert_eq!(after, before + per_start, "X-Etcd-Index after a graceful restart");
+    assert_eq!(
+        after,
+        before + per_start,
+        "X-Etcd-Index after a graceful restart"
+    );
     s.crash_restart();
     let after_crash = s.get("/v2/keys/r").etcd_index();
-    assert_eq!(after_crash, after + per_start, "X-Etcd-Index after kill -9 and restart");
+    assert_eq!(
+        after_crash,
+        after + per_start,
+        "X-Etcd-Index after kill -9 and restart"
+    );
 
     let next = s.put("/v2/keys/r/next", "value=n");
-    assert_eq!(next.modified_index(), after_crash + 1, "the next write continues the index");
+    assert_eq!(
+        next.modified_index(),
+        after_crash + 1,
+        "the next write continues the index"
+    );
     // The event history is rebuilt on restart: a watch from the first index is answered
     // from history with the first write.
     let w = s.get(&format!("/v2/keys/r/first?wait=true&waitIndex={first_idx}"));

@@ -21,7 +21,9 @@ struct Out {
 
 fn ctl(s: &Server, sync: bool, args: &[&str]) -> Out {
     let mut cmd = Command::new("etcdctl");
-    cmd.env("ETCDCTL_API", "2").arg("--endpoints").arg(s.client_url());
+    cmd.env("ETCDCTL_API", "2")
+        .arg("--endpoints")
+        .arg(s.client_url());
     if !sync {
         cmd.arg("--no-sync");
     }
@@ -69,32 +71,59 @@ fn suite(sync: bool) {
     ok(&["set", "one", "uno"], "uno\n");
     ok(&["get", "one"], "uno\n");
     let i = index(&s);
-    err(&["get", "two"], 4, format!("Error:  100: Key not found (/two) [{i}]\n"));
+    err(
+        &["get", "two"],
+        4,
+        format!("Error:  100: Key not found (/two) [{i}]\n"),
+    );
     ok(&["set", "two", "dos"], "dos\n");
     ok(&["get", "two"], "dos\n");
 
     // mk / mkdir and their "already exists" errors
     ok(&["mk", "/c/mk", "v"], "v\n");
     let i = index(&s);
-    err(&["mk", "/c/mk", "v2"], 4, format!("Error:  105: Key already exists (/c/mk) [{i}]\n"));
+    err(
+        &["mk", "/c/mk", "v2"],
+        4,
+        format!("Error:  105: Key already exists (/c/mk) [{i}]\n"),
+    );
     ok(&["mkdir", "/c/d"], "");
     let i = index(&s);
-    err(&["mkdir", "/c/d"], 4, format!("Error:  105: Key already exists (/c/d) [{i}]\n"));
+    err(
+        &["mkdir", "/c/d"],
+        4,
+        format!("Error:  105: Key already exists (/c/d) [{i}]\n"),
+    );
     ok(&["set", "/c/d/x", "1"], "1\n");
     ok(&["set", "/c/d/y", "2"], "2\n");
     ok(&["set", "/c/d/_hidden", "h"], "h\n");
-    ok(&["ls", "-r", "--sort", "/c"], "/c/d\n/c/d/x\n/c/d/y\n/c/mk\n");
+    ok(
+        &["ls", "-r", "--sort", "/c"],
+        "/c/d\n/c/d/x\n/c/d/y\n/c/mk\n",
+    );
     ok(&["ls", "--sort", "-p", "/c"], "/c/d/\n/c/mk\n");
     check(&s, sync, &["get", "/c/d"], 1, "", "/c/d: is a directory\n");
 
     // update, rm, rmdir
     ok(&["update", "/c/mk", "w"], "w\n");
     let i = index(&s);
-    err(&["update", "/c/none", "x"], 4, format!("Error:  100: Key not found (/c/none) [{i}]\n"));
+    err(
+        &["update", "/c/none", "x"],
+        4,
+        format!("Error:  100: Key not found (/c/none) [{i}]\n"),
+    );
     ok(&["rm", "/c/mk"], "PrevNode.Value: w\n");
     let i = index(&s);
-    err(&["rm", "/c/mk"], 4, format!("Error:  100: Key not found (/c/mk) [{i}]\n"));
-    err(&["rmdir", "/c/d"], 4, format!("Error:  108: Directory not empty (/c/d) [{i}]\n"));
+    err(
+        &["rm", "/c/mk"],
+        4,
+        format!("Error:  100: Key not found (/c/mk) [{i}]\n"),
+    );
+    err(
+        &["rmdir", "/c/d"],
+        4,
+        format!("Error:  108: Directory not empty (/c/d) [{i}]\n"),
+    );
     ok(&["rm", "--recursive", "/c/d"], "");
     ok(&["mkdir", "/c/e"], "");
     ok(&["rmdir", "/c/e"], "");
@@ -111,7 +140,10 @@ fn suite(sync: bool) {
         4,
         format!("Error:  101: Compare failed ([nope != v2]) [{i}]\n"),
     );
-    ok(&["set", "/c/k", "v3", "--swap-with-index", &cur.to_string()], "v3\n");
+    ok(
+        &["set", "/c/k", "v3", "--swap-with-index", &cur.to_string()],
+        "v3\n",
+    );
 
     // set --ttl, mk --in-order
     ok(&["set", "--ttl", "100", "/c/t", "tv"], "tv\n");
@@ -135,17 +167,29 @@ fn suite(sync: bool) {
     ok(&["updatedir", "--ttl", "100", "/c/sd"], "");
     let j = s.get("/v2/keys/c/sd").json();
     assert_eq!(j["node"]["dir"], true, "{j}");
-    assert!(j["node"]["ttl"].as_i64().unwrap_or(0) >= 99, "updatedir --ttl: {j}");
+    assert!(
+        j["node"]["ttl"].as_i64().unwrap_or(0) >= 99,
+        "updatedir --ttl: {j}"
+    );
     ok(&["updatedir", "/c/sd"], "");
     let j = s.get("/v2/keys/c/sd").json();
-    assert!(j["node"]["ttl"].is_null(), "updatedir without --ttl removes the TTL: {j}");
+    assert!(
+        j["node"]["ttl"].is_null(),
+        "updatedir without --ttl removes the TTL: {j}"
+    );
     let i = index(&s);
-    err(&["setdir", "/c/sd"], 4, format!("Error:  102: Not a file (/c/sd) [{i}]\n"));
+    err(
+        &["setdir", "/c/sd"],
+        4,
+        format!("Error:  102: Not a file (/c/sd) [{i}]\n"),
+    );
 
     // watch in the background: it must print the value and exit after one event
     let before = watchers(&s);
     let mut cmd = Command::new("etcdctl");
-    cmd.env("ETCDCTL_API", "2").arg("--endpoints").arg(s.client_url());
+    cmd.env("ETCDCTL_API", "2")
+        .arg("--endpoints")
+        .arg(s.client_url());
     if !sync {
         cmd.arg("--no-sync");
     }
@@ -179,9 +223,19 @@ fn suite(sync: bool) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let mut errs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut errs).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut errs)
+        .unwrap();
     assert!(status.success(), "watch exit {status}: {errs}");
     assert_eq!(out, "hello\n", "watch output (stderr {errs:?})");
 

@@ -17,7 +17,12 @@ fn server_starts_restarts_and_keeps_data() {
     let r = s.put("/v2/keys/h/k", "value=v1");
     assert_eq!(r.status, 201, "{}", r.dump());
     let (_, cluster) = s.expected_ids();
-    assert_eq!(r.header("X-Etcd-Cluster-Id"), Some(cluster.as_str()), "{}", r.dump());
+    assert_eq!(
+        r.header("X-Etcd-Cluster-Id"),
+        Some(cluster.as_str()),
+        "{}",
+        r.dump()
+    );
     let pid = s.pid();
     s.restart();
     assert_ne!(pid, s.pid(), "restart started a new process");
@@ -25,24 +30,44 @@ fn server_starts_restarts_and_keeps_data() {
     s.crash_restart();
     let j = s.get("/v2/keys/h/k").json();
     assert_eq!(j["node"]["value"], "v1");
-    assert_eq!(j["node"]["modifiedIndex"], r.json()["node"]["modifiedIndex"]);
+    assert_eq!(
+        j["node"]["modifiedIndex"],
+        r.json()["node"]["modifiedIndex"]
+    );
 }
 
 #[test]
 fn live_watch_headers_arrive_before_the_event() {
     let s = Server::start(support::target());
-    let mut w = http::start(s.client_port, "GET", "/v2/keys/lw?wait=true", &[], b"", Duration::from_secs(15))
-        .expect("start watch");
+    let mut w = http::start(
+        s.client_port,
+        "GET",
+        "/v2/keys/lw?wait=true",
+        &[],
+        b"",
+        Duration::from_secs(15),
+    )
+    .expect("start watch");
     assert_eq!(w.status, 200);
-    assert!(w.is_chunked(), "watch responses are chunked: {:?}", w.headers);
+    assert!(
+        w.is_chunked(),
+        "watch responses are chunked: {:?}",
+        w.headers
+    );
     let idx: u64 = w.header("X-Etcd-Index").unwrap().parse().unwrap();
     let put = s.put("/v2/keys/lw", "value=now");
     assert_eq!(put.modified_index(), idx + 1);
     let deadline = Instant::now() + Duration::from_secs(15);
-    let chunk = w.next_chunk(deadline).expect("event chunk").expect("one chunk");
+    let chunk = w
+        .next_chunk(deadline)
+        .expect("event chunk")
+        .expect("one chunk");
     let ev: serde_json::Value = serde_json::from_slice(&chunk).unwrap();
     assert_eq!(ev["action"], "set");
     assert_eq!(ev["node"]["value"], "now");
     assert!(chunk.ends_with(b"\n"));
-    assert!(w.next_chunk(deadline).unwrap().is_none(), "the watch ends after one event");
+    assert!(
+        w.next_chunk(deadline).unwrap().is_none(),
+        "the watch ends after one event"
+    );
 }

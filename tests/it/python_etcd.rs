@@ -36,9 +36,20 @@ fn python_etcd_client_suite() {
         "client_suite.py failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
-    for section in ["write/read", "test-and-set", "delete", "directories", "in-order", "watch", "ttl", "cluster info"] {
+    for section in [
+        "write/read",
+        "test-and-set",
+        "delete",
+        "directories",
+        "in-order",
+        "watch",
+        "ttl",
+        "cluster info",
+    ] {
         assert!(
-            stdout.lines().any(|l| l.starts_with(&format!("ok {section}"))),
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("ok {section}"))),
             "section {section:?} did not report ok:\n{stdout}"
         );
     }

@@ -28,15 +28,29 @@ fn five_hundred_parked_watchers_all_get_their_event() {
         } else {
             "/v2/keys/w/same?wait=true".to_string()
         };
-        let p = http::start(s.client_port, "GET", &target, &[], b"", Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("watcher {i}: {e}"));
+        let p = http::start(
+            s.client_port,
+            "GET",
+            &target,
+            &[],
+            b"",
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("watcher {i}: {e}"));
         assert_eq!(p.status, 200, "watcher {i}");
         assert!(p.is_chunked(), "watcher {i}: {:?}", p.headers);
-        assert_eq!(p.header("X-Etcd-Index"), Some(base.to_string().as_str()), "watcher {i}");
+        assert_eq!(
+            p.header("X-Etcd-Index"),
+            Some(base.to_string().as_str()),
+            "watcher {i}"
+        );
         parked.push((i, p));
     }
     let stats = s.get("/v2/stats/store").json();
-    assert_eq!(stats["watchers"], N as u64, "parked watchers in /v2/stats/store: {stats}");
+    assert_eq!(
+        stats["watchers"], N as u64,
+        "parked watchers in /v2/stats/store: {stats}"
+    );
     let rss_parked = s.rss_kib();
     eprintln!(
         "watchers: {} VmRSS before {:?} KiB, with {N} parked {:?} KiB (delta {:?} KiB)",
@@ -70,8 +84,14 @@ fn five_hundred_parked_watchers_all_get_their_event() {
         assert_eq!(j["action"], "set", "watcher {i}: {j}");
         assert_eq!(j["node"]["key"], key.as_str(), "watcher {i}: {j}");
         assert_eq!(j["node"]["value"], value.as_str(), "watcher {i}: {j}");
-        assert_eq!(j["node"]["modifiedIndex"], expect_index[&key], "watcher {i}: {j}");
+        assert_eq!(
+            j["node"]["modifiedIndex"], expect_index[&key],
+            "watcher {i}: {j}"
+        );
     }
     let stats = s.get("/v2/stats/store").json();
-    assert_eq!(stats["watchers"], 0, "all watchers removed after their event: {stats}");
+    assert_eq!(
+        stats["watchers"], 0,
+        "all watchers removed after their event: {stats}"
+    );
 }

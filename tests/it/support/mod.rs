@@ -36,10 +36,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "pikv-it-{tag}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("pikv-it-{tag}-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         TempDir { path }
     }
@@ -60,7 +58,10 @@ impl Drop for TempDir {
 pub fn free_ports() -> (u16, u16) {
     let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
 }
 
 /// splitmix64: a tiny seeded PRNG, so a failing run can be reproduced from its seed.

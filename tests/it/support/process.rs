@@ -34,7 +34,9 @@ impl Kind {
     fn program(self) -> PathBuf {
         match self {
             Kind::Pikv => PathBuf::from(env!("CARGO_BIN_EXE_pikv")),
-            Kind::Etcd => PathBuf::from(std::env::var("PIKV_IT_ETCD").unwrap_or_else(|_| "/usr/bin/etcd".into())),
+            Kind::Etcd => PathBuf::from(
+                std::env::var("PIKV_IT_ETCD").unwrap_or_else(|_| "/usr/bin/etcd".into()),
+            ),
         }
     }
 }
@@ -137,7 +139,13 @@ impl Server {
             .expect("open server log");
         use std::io::Write;
         let mut l2 = log.try_clone().unwrap();
-        let _ = writeln!(l2, "==== start #{} of {} {:?}", self.starts + 1, self.kind.label(), self.args());
+        let _ = writeln!(
+            l2,
+            "==== start #{} of {} {:?}",
+            self.starts + 1,
+            self.kind.label(),
+            self.args()
+        );
         let child = Command::new(self.kind.program())
             .args(self.args())
             .stdin(Stdio::null())
@@ -179,11 +187,25 @@ impl Server {
                     return Err(format!("process exited during startup: {st}"));
                 }
             }
-            if let Ok(r) = http::try_request(self.client_port, "GET", "/health", &[], b"", Duration::from_secs(2)) {
+            if let Ok(r) = http::try_request(
+                self.client_port,
+                "GET",
+                "/health",
+                &[],
+                b"",
+                Duration::from_secs(2),
+            ) {
                 if r.status == 200 {
                     // etcd spends its 3rd index when the cluster version is decided; wait for
                     // it so that index accounting is the same from run to run.
-                    if let Ok(v) = http::try_request(self.client_port, "GET", "/version", &[], b"", Duration::from_secs(2)) {
+                    if let Ok(v) = http::try_request(
+                        self.client_port,
+                        "GET",
+                        "/version",
+                        &[],
+                        b"",
+                        Duration::from_secs(2),
+                    ) {
                         if v.status == 200 && !v.text().contains("not_decided") {
                             return Ok(());
                         }
@@ -191,7 +213,9 @@ impl Server {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("not ready (GET /health = 200) within {READY_DEADLINE:?}"));
+                return Err(format!(
+                    "not ready (GET /health = 200) within {READY_DEADLINE:?}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -215,7 +239,10 @@ impl Server {
     /// SIGTERM, wait up to 10 s for a clean exit, then SIGKILL.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 match c.try_wait() {
@@ -238,7 +265,11 @@ impl Server {
             self.spawn();
             match self.wait_ready_inner() {
                 Ok(()) => return,
-                Err(e) if attempt < 4 && self.child.is_none() && self.log().contains("address already in use") => {
+                Err(e)
+                    if attempt < 4
+                        && self.child.is_none()
+                        && self.log().contains("address already in use") =>
+                {
                     std::thread::sleep(Duration::from_millis(200));
                     let _ = e;
                 }
@@ -299,4 +330,3 @@ impl Drop for Server {
         }
     }
 }
-

@@ -89,7 +89,10 @@ fn sha1_and_ids_match_the_spec_examples() {
     assert_eq!(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
     assert_eq!(
         single_member_ids("http://127.0.0.1:22380"),
-        ("9e737febb6b99eee".to_string(), "c8730d66636ff140".to_string())
+        (
+            "9e737febb6b99eee".to_string(),
+            "c8730d66636ff140".to_string()
+        )
     );
     let urls = [
         "http://127.0.0.1:22380",
