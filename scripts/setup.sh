@@ -8,6 +8,7 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -29,3 +30,26 @@ if ! python3 -c 'import etcd' >/dev/null 2>&1; then
     echo "setup: installing python-etcd with pip" >&2
     python3 -m pip install -q python-etcd
 fi
+
+# rustfmt and clippy for `make test` (fmt --check, clippy -D warnings).
+if command -v rustup >/dev/null 2>&1; then
+    cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+    cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+fi
+
+# Verify, naming whatever is still missing.
+missing=()
+for tool in etcd etcdctl curl wrk python3 cargo; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+python3 -c 'import etcd' >/dev/null 2>&1 || missing+=("python-etcd (pip)")
+cargo fmt --version >/dev/null 2>&1 || missing+=("rustfmt")
+cargo clippy --version >/dev/null 2>&1 || missing+=("clippy")
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: still missing: ${missing[*]}" >&2
+    exit 1
+fi
+case "$(etcd --version 2>/dev/null | head -1)" in
+    *"Version: 3.4."*) ;;
+    *) echo "setup: warning: the reference server should be etcd 3.4; found: $(etcd --version 2>/dev/null | head -1)" >&2 ;;
+esac

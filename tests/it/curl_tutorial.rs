@@ -378,17 +378,19 @@ fn curl_tutorial_and_spec_examples() {
             .unwrap()
     };
     let before = watchers();
-    let child = Command::new("curl")
-        .args([
-            "-s",
-            "-i",
-            "--max-time",
-            "20",
-            &u("/v2/keys/wfoo?wait=true"),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn curl watch");
+    let mut guard = support::ChildGuard(Some(
+        Command::new("curl")
+            .args([
+                "-s",
+                "-i",
+                "--max-time",
+                "20",
+                &u("/v2/keys/wfoo?wait=true"),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn curl watch"),
+    ));
     let deadline = Instant::now() + Duration::from_secs(15);
     while watchers() <= before {
         assert!(Instant::now() < deadline, "curl watch never parked");
@@ -396,7 +398,7 @@ fn curl_tutorial_and_spec_examples() {
     }
     let w = curl(&[&u("/v2/keys/wfoo"), "-XPUT", "-d", "value=bar"]);
     assert_eq!(w.status, "HTTP/1.1 201 Created");
-    let out = child.wait_with_output().expect("curl watch output");
+    let out = guard.take().wait_with_output().expect("curl watch output");
     let r = parse(&String::from_utf8_lossy(&out.stdout), &["watch"]);
     assert_eq!(r.status, "HTTP/1.1 200 OK");
     assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));

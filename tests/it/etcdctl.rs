@@ -193,19 +193,19 @@ fn suite(sync: bool) {
     if !sync {
         cmd.arg("--no-sync");
     }
-    let mut child = cmd
-        .args(["watch", "/c/w"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn etcdctl watch");
+    let mut guard = support::ChildGuard(Some(
+        cmd.args(["watch", "/c/w"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn etcdctl watch"),
+    ));
+    let child = guard.child();
     // The watch is parked once the store counts one more watcher (a deadline, not a timing
     // assertion).
     let wait = Instant::now() + Duration::from_secs(15);
     while watchers(&s) <= before {
         if Instant::now() > wait {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!("etcdctl watch never registered a watcher");
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -216,8 +216,6 @@ fn suite(sync: bool) {
             break st;
         }
         if Instant::now() > wait {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!("etcdctl watch did not exit after the event");
         }
         std::thread::sleep(Duration::from_millis(20));

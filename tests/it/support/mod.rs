@@ -120,3 +120,25 @@ pub fn require_tool(prog: &str) {
         "required tool `{prog}` not found; run scripts/setup.sh (or `make setup`)"
     );
 }
+
+/// A client child process (etcdctl watch, curl) that is killed by pid and reaped when the
+/// guard goes out of scope, including when an assertion fails first.
+pub struct ChildGuard(pub Option<std::process::Child>);
+
+impl ChildGuard {
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("child already taken")
+    }
+    pub fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("child already taken")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
