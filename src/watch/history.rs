@@ -139,8 +139,8 @@ mod tests {
             ev(Action::Set, "/hd/_secret", 3, None),
             ev(Action::Set, "/abc", 4, None),
         ]);
-        assert!(h.scan("/", true, 1, 4).unwrap().is_some());
-        assert_eq!(h.scan("/ab", true, 1, 4).unwrap(), None);
+        assert!(h.scan("/", true, 3, 4).unwrap().is_some());
+        assert_eq!(h.scan("/ab", true, 3, 4).unwrap(), None);
     }
 
     #[test]
