@@ -27,6 +27,7 @@ fn route(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
         "/v2/stats/self" => only(method, &["GET"], || stats_self(ctx)),
         "/v2/stats/store" => only(method, &["GET"], || stats_store(ctx)),
         "/v2/stats/leader" => only(method, &["GET"], || stats_leader(ctx)),
+        "/metrics" => metrics(ctx),
         p if p == "/v2/members" || p.starts_with("/v2/members/") => {
             with_cluster_id(ctx, members(ctx, incoming, p))
         }
@@ -159,6 +160,30 @@ fn stats_self(ctx: &ApiContext) -> Reply {
         send_append_request_cnt: 0,
     };
     json(200, to_go_json(&stats))
+}
+
+// pikv's own counters in Prometheus text format (etcd serves its own metrics here too; no v2
+// client reads them). They make group commit and the quota observable.
+fn metrics(ctx: &ApiContext) -> Reply {
+    use std::sync::atomic::Ordering::Relaxed;
+    let st = &ctx.node.status;
+    let (raft_index, raft_term) = ctx.node.raft_index_term();
+    let rows = [
+        ("pikv_storage_batches_total", "counter", "Batches committed, one LMDB commit each.", st.batches.load(Relaxed)),
+        ("pikv_storage_entries_total", "counter", "Raft log entries appended by those batches.", st.entries.load(Relaxed)),
+        ("pikv_storage_map_full_total", "counter", "Batches refused because the map was full.", st.batches_map_full.load(Relaxed)),
+        ("pikv_storage_used_bytes", "gauge", "Bytes of the LMDB map in use.", st.used_bytes.load(Relaxed)),
+        ("pikv_storage_quota_bytes", "gauge", "The LMDB map size (--quota-backend-bytes).", ctx.node.quota_bytes),
+        ("pikv_raft_commit_index", "gauge", "Raft commit index.", raft_index),
+        ("pikv_raft_term", "gauge", "Raft term.", raft_term),
+        ("pikv_store_index", "gauge", "The etcd index.", ctx.hub.current_index()),
+        ("pikv_watchers", "gauge", "Parked watches.", ctx.hub.watcher_count() as u64),
+    ];
+    let mut body = String::new();
+    for (name, kind, help, value) in rows {
+        body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    Reply::new(200, body.into_bytes()).header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 }
 
 fn stats_store(ctx: &ApiContext) -> Reply {

@@ -28,6 +28,12 @@ pub struct Status {
     pub used_bytes: AtomicU64,
     /// Whether the node is shutting down.
     pub stopping: AtomicBool,
+    /// Batches committed (one LMDB commit and fsync each).
+    pub batches: AtomicU64,
+    /// Log entries appended by those batches.
+    pub entries: AtomicU64,
+    /// Batches refused because the map was full.
+    pub batches_map_full: AtomicU64,
 }
 
 /// A cloneable handle to the node thread.

@@ -148,6 +148,8 @@ fn spawn_storage_thread(
                 let outcome = batch::write_batch(&*storage, &store, &ready, &mut state, durable);
                 if let Ok(o) = &outcome {
                     durable = o.durable_index;
+                    status.batches.fetch_add(1, Ordering::Relaxed);
+                    status.entries.fetch_add(ready.entries.len() as u64, Ordering::Relaxed);
                     match storage.used_bytes() {
                         Ok(used) => status.used_bytes.store(used, Ordering::SeqCst),
                         Err(e) => log::warn!("{e}"),
@@ -298,6 +300,7 @@ impl Node {
             Ok(o) => o,
             Err(e) if e.is_map_full() => {
                 log::warn!("{e}; the batch's writes are refused");
+                self.status.batches_map_full.fetch_add(1, Ordering::Relaxed);
                 self.raft.persist_failed();
                 self.sync_in_flight = false;
                 let durable = self.raft.last_index();
