@@ -13,12 +13,12 @@ pub const ETCD_SERVER_VERSION: &str = "2.3.8";
 /// The cluster version pikv reports.
 pub const ETCD_CLUSTER_VERSION: &str = "2.3.0";
 
-pub(super) fn handle(ctx: &ApiContext, incoming: Incoming, path: &str) {
+pub(super) fn handle(ctx: &ApiContext, incoming: Incoming<'_, '_>, path: &str) {
     let reply = route(ctx, &incoming, path);
     send(ctx, incoming, reply);
 }
 
-fn route(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
+fn route(ctx: &ApiContext, incoming: &Incoming<'_, '_>, path: &str) -> Reply {
     let method = incoming.method.as_str();
     match path {
         "/version" => only(method, &["GET"], version),
@@ -169,21 +169,64 @@ fn metrics(ctx: &ApiContext) -> Reply {
     let st = &ctx.node.status;
     let (raft_index, raft_term) = ctx.node.raft_index_term();
     let rows = [
-        ("pikv_storage_batches_total", "counter", "Batches committed, one LMDB commit each.", st.batches.load(Relaxed)),
-        ("pikv_storage_entries_total", "counter", "Raft log entries appended by those batches.", st.entries.load(Relaxed)),
-        ("pikv_storage_map_full_total", "counter", "Batches refused because the map was full.", st.batches_map_full.load(Relaxed)),
-        ("pikv_storage_used_bytes", "gauge", "Bytes of the LMDB map in use.", st.used_bytes.load(Relaxed)),
-        ("pikv_storage_quota_bytes", "gauge", "The LMDB map size (--quota-backend-bytes).", ctx.node.quota_bytes),
-        ("pikv_raft_commit_index", "gauge", "Raft commit index.", raft_index),
+        (
+            "pikv_storage_batches_total",
+            "counter",
+            "Batches committed, one LMDB commit each.",
+            st.batches.load(Relaxed),
+        ),
+        (
+            "pikv_storage_entries_total",
+            "counter",
+            "Raft log entries appended by those batches.",
+            st.entries.load(Relaxed),
+        ),
+        (
+            "pikv_storage_map_full_total",
+            "counter",
+            "Batches refused because the map was full.",
+            st.batches_map_full.load(Relaxed),
+        ),
+        (
+            "pikv_storage_used_bytes",
+            "gauge",
+            "Bytes of the LMDB map in use.",
+            st.used_bytes.load(Relaxed),
+        ),
+        (
+            "pikv_storage_quota_bytes",
+            "gauge",
+            "The LMDB map size (--quota-backend-bytes).",
+            ctx.node.quota_bytes,
+        ),
+        (
+            "pikv_raft_commit_index",
+            "gauge",
+            "Raft commit index.",
+            raft_index,
+        ),
         ("pikv_raft_term", "gauge", "Raft term.", raft_term),
-        ("pikv_store_index", "gauge", "The etcd index.", ctx.hub.current_index()),
-        ("pikv_watchers", "gauge", "Parked watches.", ctx.hub.watcher_count() as u64),
+        (
+            "pikv_store_index",
+            "gauge",
+            "The etcd index.",
+            ctx.hub.current_index(),
+        ),
+        (
+            "pikv_watchers",
+            "gauge",
+            "Parked watches.",
+            ctx.hub.watcher_count() as u64,
+        ),
     ];
     let mut body = String::new();
     for (name, kind, help, value) in rows {
-        body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        body.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
     }
-    Reply::new(200, body.into_bytes()).header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+    Reply::new(200, body.into_bytes())
+        .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 }
 
 fn stats_store(ctx: &ApiContext) -> Reply {
@@ -235,7 +278,7 @@ fn this_member(ctx: &ApiContext) -> Member {
     }
 }
 
-fn members(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
+fn members(ctx: &ApiContext, incoming: &Incoming<'_, '_>, path: &str) -> Reply {
     let rest = path
         .trim_start_matches("/v2/members")
         .trim_start_matches('/');
@@ -280,7 +323,7 @@ fn members(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
 
 // Membership changes need multi-member Raft; until then they are refused the way etcd
 // reports a change it cannot make, after the same request checks.
-fn member_change(incoming: &Incoming) -> Reply {
+fn member_change(incoming: &Incoming<'_, '_>) -> Reply {
     let content_type = incoming.header("Content-Type").unwrap_or_default();
     let media = match content_type.split_once(';') {
         Some((m, _)) => m.trim().to_ascii_lowercase(),

@@ -1,6 +1,7 @@
 //! `/v2/keys`: parse, then read in a short LMDB read transaction, propose through the node,
 //! or park a watch in the hub.
 
+use super::http1::Parked;
 use super::params::{self, KeysRequest};
 use super::render;
 use super::reply::{write_chunk, write_chunked_head, write_last_chunk, Reply};
@@ -8,13 +9,13 @@ use super::server::{cors_headers, send, ApiContext, Incoming};
 use crate::store::{Event, V2Error};
 use crate::util::clock;
 use crate::watch::{WatchSink, WatchStart};
-use std::io::{Read, Write};
+use std::io::Write;
 
 /// LMDB's key limit leaves room for this many bytes of key path (the node and TTL index keys
 /// add a few bytes of their own).
 const KEY_BYTES_MAX: usize = 480;
 
-pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
+pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming<'_, '_>, key: String) {
     if !matches!(
         incoming.method.as_str(),
         "GET" | "HEAD" | "PUT" | "POST" | "DELETE"
@@ -88,25 +89,15 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming, key: String) {
 }
 
 // Reads the body up to one byte past etcd's 10 MiB limit; the parser reports the 210.
-fn read_body(incoming: &mut Incoming) -> Result<Vec<u8>, Reply> {
-    let mut body = Vec::new();
-    let limit = params::BODY_BYTES_MAX as u64 + 1;
-    match incoming
-        .request
-        .as_reader()
-        .take(limit)
-        .read_to_end(&mut body)
-    {
-        Ok(_) => Ok(body),
-        Err(e) => {
-            let mut reply = Reply::text(
-                400,
-                &format!("400 Bad Request: cannot read the body: {e}\n"),
-            );
-            reply.close = true;
-            Err(reply)
-        }
-    }
+fn read_body(incoming: &mut Incoming<'_, '_>) -> Result<Vec<u8>, Reply> {
+    incoming.ex.read_body(params::BODY_BYTES_MAX).map_err(|e| {
+        let mut reply = Reply::text(
+            400,
+            &format!("400 Bad Request: cannot read the body: {e}\n"),
+        );
+        reply.close = true;
+        reply
+    })
 }
 
 fn read(ctx: &ApiContext, key: &str, recursive: bool, sorted: bool, quorum: bool) -> Reply {
@@ -160,9 +151,10 @@ pub(super) fn error_reply(ctx: &ApiContext, e: &V2Error) -> Reply {
     reply
 }
 
-/// A watch's response writer, parked in the hub.
+/// A watch's response writer, parked in the hub; `done` tells the connection it may go on.
 struct ChunkedSink {
     writer: Box<dyn Write + Send>,
+    done: std::sync::mpsc::Sender<()>,
 }
 
 impl WatchSink for ChunkedSink {
@@ -173,12 +165,13 @@ impl WatchSink for ChunkedSink {
 
     fn finish(mut self: Box<Self>) {
         let _ = write_last_chunk(&mut *self.writer);
+        let _ = self.done.send(());
     }
 }
 
 fn watch(
     ctx: &ApiContext,
-    incoming: Incoming,
+    incoming: Incoming<'_, '_>,
     key: &str,
     recursive: bool,
     stream: bool,
@@ -194,21 +187,50 @@ fn watch(
     let mut headers = base_headers(ctx, current);
     headers.extend(raft_headers(ctx));
     headers.extend(cors_headers(ctx, incoming.header("Origin").as_deref()));
-    let mut writer = incoming.request.into_writer();
-    if let Err(e) = write_chunked_head(&mut *writer, 200, &headers) {
+    let ex = incoming.ex;
+    if let Err(e) = write_chunked_head(ex.writer(), 200, &headers) {
         log::debug!("watch on {key}: client gone: {e}");
+        ex.close = true;
         return;
     }
-    let mut sink = Box::new(ChunkedSink { writer });
     let since = match start {
         WatchStart::Hit { event, .. } => {
-            if !sink.send_event(&event) || !stream {
-                sink.finish();
+            let body = render::event_body(&event, clock::now_unix_nanos(), false);
+            if write_chunk(ex.writer(), &body).is_err() {
+                ex.close = true;
+                return;
+            }
+            if !stream {
+                if write_last_chunk(ex.writer()).is_err() {
+                    ex.close = true;
+                }
                 return;
             }
             event.etcd_index + 1
         }
         WatchStart::Wait { since, .. } => since,
     };
-    ctx.hub.park(key, recursive, stream, since, sink);
+    let writer = match ex.clone_stream() {
+        Ok(w) => w,
+        Err(e) => {
+            log::warn!("watch on {key}: cannot keep the connection: {e}");
+            ex.close = true;
+            return;
+        }
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let sink = Box::new(ChunkedSink {
+        writer: Box::new(writer),
+        done: done_tx,
+    });
+    let id = ctx.hub.park(key, recursive, stream, since, sink);
+    let hub = std::sync::Arc::clone(&ctx.hub);
+    ex.park(Parked {
+        done: done_rx,
+        cancel: Box::new(move || {
+            if let Some(id) = id {
+                hub.cancel(id);
+            }
+        }),
+    });
 }

@@ -4,6 +4,7 @@
 //! Nothing here does I/O; the tiny_http glue (server, keys and admin handlers) calls these
 //! functions, so every wire detail of spec §1–§8 is unit-tested here.
 
+pub mod http1;
 pub mod json;
 pub mod params;
 pub mod path;

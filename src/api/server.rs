@@ -1,8 +1,9 @@
-//! The client listeners: one tiny_http server per `--listen-client-urls` entry, a dispatcher
-//! thread each, and the request handling on the elastic pool. Routing, CORS and Go's
+//! The client listeners: one per `--listen-client-urls` entry, served by `http1` (a thread
+//! per open connection, requests handled inline). Routing, CORS and Go's
 //! `ServeMux` behaviour (OPTIONS, 301 for unclean paths, 404) live here; the endpoints are
 //! in `keys.rs` and `admin.rs`.
 
+use super::http1::{self, Exchange};
 use super::path::{check_path, keys_key, redirect_body, PathCheck, BAD_REQUEST_BODY};
 use super::reply::{write_reply, Reply};
 use crate::cli::config::Cors;
@@ -11,8 +12,7 @@ use crate::storage::lmdb::LmdbStorage;
 use crate::store::V2Store;
 use crate::util::pool::Pool;
 use crate::watch::WatchHub;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 /// This member as the members API shows it.
@@ -57,112 +57,50 @@ impl ApiContext {
     }
 }
 
-/// A request as the handlers see it: method, path, query, headers and the connection.
-pub struct Incoming {
-    /// The tiny_http request (body unread).
-    pub request: tiny_http::Request,
+/// A request as the handlers see it: method, query and the exchange it answers on.
+pub struct Incoming<'a, 'c> {
+    /// The connection and the request head; the body is unread.
+    pub ex: &'a mut Exchange<'c>,
     /// Upper-case method name.
     pub method: String,
     /// The raw query string (without '?').
     pub raw_query: String,
 }
 
-impl Incoming {
+impl Incoming<'_, '_> {
     /// A request header's value (first occurrence).
     pub fn header(&self, name: &str) -> Option<String> {
-        self.request
-            .headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str().to_string())
+        self.ex.head.header(name).map(str::to_string)
     }
 }
 
 /// Binds every listen address; an error names the address.
-pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, tiny_http::Server)>, String> {
+pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, TcpListener)>, String> {
     addrs
         .iter()
         .map(|a| {
-            tiny_http::Server::http(a)
+            TcpListener::bind(a)
                 .map(|s| (*a, s))
                 .map_err(|e| format!("cannot listen for clients on {a}: {e}"))
         })
         .collect()
 }
 
-/// Threads per listener kept waiting for requests when idle.
-const WORKERS_MIN: usize = 4;
-/// The most threads per listener (each slow or hanging client holds one).
-const WORKERS_MAX: usize = 4096;
-/// How long a worker above the minimum waits for a request before exiting.
-const WORKER_IDLE_EXIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The most client connections open at once per listener (each holds one thread).
+const CONNECTIONS_MAX: usize = 4096;
 
-struct Listener {
-    server: tiny_http::Server,
-    addr: SocketAddr,
-    idle: AtomicUsize,
-    total: AtomicUsize,
-}
-
-/// Starts the request workers of every listener. Workers take requests straight from
-/// tiny_http (no dispatcher hop); whenever a worker takes a request and none is left
-/// waiting, it starts another first, so a client that hangs mid-request never stalls the
-/// others.
+/// Serves every listener: one thread per open connection, requests handled on it.
 pub fn serve(
-    servers: Vec<(SocketAddr, tiny_http::Server)>,
+    listeners: Vec<(SocketAddr, TcpListener)>,
     ctx: Arc<ApiContext>,
 ) -> Result<(), String> {
-    for (addr, server) in servers {
-        let listener = Arc::new(Listener {
-            server,
-            addr,
-            idle: AtomicUsize::new(0),
-            total: AtomicUsize::new(0),
-        });
-        for _ in 0..WORKERS_MIN {
-            start_worker(&listener, &ctx)?;
-        }
+    for (addr, listener) in listeners {
+        let ctx = Arc::clone(&ctx);
+        let handler: Arc<http1::Handler> = Arc::new(move |ex: &mut Exchange<'_>| handle(&ctx, ex));
+        http1::serve(listener, handler, CONNECTIONS_MAX)
+            .map_err(|e| format!("cannot serve clients on {addr}: {e}"))?;
     }
     Ok(())
-}
-
-fn start_worker(listener: &Arc<Listener>, ctx: &Arc<ApiContext>) -> Result<(), String> {
-    listener.total.fetch_add(1, Ordering::SeqCst);
-    let (l, c) = (Arc::clone(listener), Arc::clone(ctx));
-    std::thread::Builder::new()
-        .name("http".into())
-        .stack_size(256 * 1024)
-        .spawn(move || worker_loop(&l, &c))
-        .map(|_| ())
-        .map_err(|e| {
-            listener.total.fetch_sub(1, Ordering::SeqCst);
-            format!("cannot start a worker for {}: {e}", listener.addr)
-        })
-}
-
-fn worker_loop(listener: &Arc<Listener>, ctx: &Arc<ApiContext>) {
-    loop {
-        listener.idle.fetch_add(1, Ordering::SeqCst);
-        let next = listener.server.recv_timeout(WORKER_IDLE_EXIT);
-        let idle_left = listener.idle.fetch_sub(1, Ordering::SeqCst) - 1;
-        match next {
-            Ok(Some(request)) => {
-                if idle_left == 0 && listener.total.load(Ordering::SeqCst) < WORKERS_MAX {
-                    if let Err(e) = start_worker(listener, ctx) {
-                        log::warn!("{e}");
-                    }
-                }
-                handle(ctx, request);
-            }
-            Ok(None) if listener.total.load(Ordering::SeqCst) <= WORKERS_MIN => {}
-            Ok(None) => break,
-            Err(e) => {
-                log::error!("listener {} stopped: {e}", listener.addr);
-                break;
-            }
-        }
-    }
-    listener.total.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// The CORS headers this request gets (spec §13).
@@ -190,25 +128,26 @@ pub fn cors_headers(ctx: &ApiContext, origin: Option<&str>) -> Vec<(&'static str
 }
 
 /// Sends `reply` with the CORS headers added.
-pub fn send(ctx: &ApiContext, incoming: Incoming, mut reply: Reply) {
+pub fn send(ctx: &ApiContext, incoming: Incoming<'_, '_>, mut reply: Reply) {
     let origin = incoming.header("Origin");
     reply.headers.extend(cors_headers(ctx, origin.as_deref()));
     let head_only = incoming.method == "HEAD";
-    let mut writer = incoming.request.into_writer();
-    if let Err(e) = write_reply(&mut *writer, &reply, head_only) {
+    incoming.ex.close |= reply.close;
+    if let Err(e) = write_reply(incoming.ex.writer(), &reply, head_only) {
         log::debug!("cannot write a response: {e}");
+        incoming.ex.close = true;
     }
 }
 
-fn handle(ctx: &ApiContext, request: tiny_http::Request) {
-    let method = request.method().as_str().to_ascii_uppercase();
-    let url = request.url().to_string();
+fn handle(ctx: &ApiContext, ex: &mut Exchange<'_>) {
+    let method = ex.head.method.to_ascii_uppercase();
+    let url = ex.head.target.clone();
     let (raw_path, raw_query) = match url.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (url.clone(), String::new()),
     };
     let incoming = Incoming {
-        request,
+        ex,
         method,
         raw_query,
     };

@@ -149,7 +149,9 @@ fn spawn_storage_thread(
                 if let Ok(o) = &outcome {
                     durable = o.durable_index;
                     status.batches.fetch_add(1, Ordering::Relaxed);
-                    status.entries.fetch_add(ready.entries.len() as u64, Ordering::Relaxed);
+                    status
+                        .entries
+                        .fetch_add(ready.entries.len() as u64, Ordering::Relaxed);
                     match storage.used_bytes() {
                         Ok(used) => status.used_bytes.store(used, Ordering::SeqCst),
                         Err(e) => log::warn!("{e}"),

@@ -136,7 +136,8 @@ impl WatchHub {
     }
 
     /// Parks a watcher. Events published since `start` are looked up again first, so none
-    /// falls between the two calls.
+    /// falls between the two calls. Returns the watcher's id, or `None` when the event was
+    /// already there and the sink has been handed to a delivery.
     pub fn park(
         &self,
         key: &str,
@@ -144,8 +145,9 @@ impl WatchHub {
         stream: bool,
         since: u64,
         sink: Box<dyn WatchSink>,
-    ) {
+    ) -> Option<u64> {
         let mut deliveries = Vec::new();
+        let registered;
         {
             let mut inner = self.lock();
             let current = inner.current;
@@ -171,7 +173,7 @@ impl WatchHub {
                         let e = e.clone();
                         drop(inner);
                         self.deliver(vec![Delivery::Once(sink, Box::new(e))]);
-                        return;
+                        return None;
                     }
                     Ok(None) | Err(_) => Target::Once(sink),
                 }
@@ -187,8 +189,31 @@ impl WatchHub {
                     target,
                 },
             );
+            registered = id;
         }
         self.deliver(deliveries);
+        Some(registered)
+    }
+
+    /// Removes a watcher whose client has gone, ending its response.
+    pub fn cancel(&self, id: u64) {
+        let removed = {
+            let mut inner = self.lock();
+            let w = inner.watchers.remove(&id);
+            inner.by_key.retain(|_, ids| {
+                ids.retain(|i| *i != id);
+                !ids.is_empty()
+            });
+            w
+        };
+        match removed.map(|w| w.target) {
+            Some(Target::Once(sink)) => sink.finish(),
+            Some(Target::Stream(state)) => {
+                state.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.pool.spawn(move || drain_stream(&state));
+            }
+            None => {}
+        }
     }
 
     /// Records applied events in the history and wakes the watchers they match.
