@@ -31,10 +31,10 @@ impl From<crate::storage::StorageError> for ServerError {
     }
 }
 
-/// Threads of the request pool kept alive when idle, and its cap (each parked connection
-/// of a slow client holds one).
-const POOL_MIN: usize = 4;
-const POOL_MAX: usize = 4096;
+/// Threads kept for watch deliveries when idle, and their cap: a delivery is one short
+/// write, so a few threads serve thousands of watchers.
+const DELIVERY_THREADS_MIN: usize = 1;
+const DELIVERY_THREADS_MAX: usize = 64;
 
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
@@ -82,8 +82,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         let view = storage.read()?;
         (V2Store::current_index(&view)?, V2Store::history(&view)?)
     };
-    let pool = Pool::new("http", POOL_MIN, POOL_MAX);
-    let hub = Arc::new(WatchHub::new(current, history, pool.clone()));
+    let pool = Pool::new("watch", DELIVERY_THREADS_MIN, DELIVERY_THREADS_MAX);
+    let hub = Arc::new(WatchHub::new(current, history, pool));
     // etcd's request timeout: 5 s plus two election timeouts.
     let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
     let running = node::start(NodeParts {
@@ -109,7 +109,6 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         },
         cors: config.cors.clone(),
         start_time: clock::now_unix_nanos(),
-        pool,
     });
     api_server::serve(servers, ctx).map_err(ServerError)?;
     for u in &config.listen_client_urls {

@@ -14,6 +14,8 @@ use std::io::Write;
 /// LMDB's key limit leaves room for this many bytes of key path (the node and TTL index keys
 /// add a few bytes of their own).
 const KEY_BYTES_MAX: usize = 480;
+/// How long one watch event may take to write before the client counts as gone.
+const WATCH_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming<'_, '_>, key: String) {
     if !matches!(
@@ -210,7 +212,11 @@ fn watch(
         }
         WatchStart::Wait { since, .. } => since,
     };
-    let writer = match ex.clone_stream() {
+    // A client that stops reading must not hold a delivery thread forever.
+    let writer = match ex
+        .clone_stream()
+        .and_then(|w| w.set_write_timeout(Some(WATCH_WRITE_TIMEOUT)).map(|()| w))
+    {
         Ok(w) => w,
         Err(e) => {
             log::warn!("watch on {key}: cannot keep the connection: {e}");

@@ -10,7 +10,6 @@ use crate::cli::config::Cors;
 use crate::node::NodeHandle;
 use crate::storage::lmdb::LmdbStorage;
 use crate::store::V2Store;
-use crate::util::pool::Pool;
 use crate::watch::WatchHub;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -46,8 +45,6 @@ pub struct ApiContext {
     pub cors: Cors,
     /// Process start, Unix nanoseconds.
     pub start_time: u64,
-    /// The pool requests and deliveries run on.
-    pub pool: Pool,
 }
 
 impl ApiContext {
