@@ -7,6 +7,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Before any thread exists, so every thread inherits the blocked mask (util::signal).
     pikv::util::signal::block_termination_signals();
+    pikv::util::memory::limit_malloc_arenas();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

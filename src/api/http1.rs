@@ -178,7 +178,7 @@ impl<'c> Exchange<'c> {
             self.writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         let mut out = Vec::new();
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = vec![0u8; 16 * 1024];
         while out.len() <= limit {
             let want = (limit + 1 - out.len()).min(buf.len());
             let n = self.read_some(&mut buf[..want])?;
@@ -271,7 +271,7 @@ impl<'c> Exchange<'c> {
             return false;
         }
         let mut left = DRAIN_BYTES_MAX;
-        let mut buf = [0u8; 8192];
+        let mut buf = vec![0u8; 8192];
         while left > 0 {
             match self.read_some(&mut buf) {
                 Ok(0) => return true,
@@ -390,7 +390,7 @@ fn accept_loop(
 fn serve_connection(stream: TcpStream, handler: &Handler) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(16 * 1024, stream);
+    let mut reader = BufReader::with_capacity(4 * 1024, stream);
     loop {
         let head = match read_head(&mut reader) {
             Ok(h) => h,

@@ -3,6 +3,7 @@
 
 pub mod checksum;
 pub mod clock;
+pub mod memory;
 pub mod pool;
 pub mod sha1;
 pub mod signal;
