@@ -92,6 +92,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         hub: Arc::clone(&hub),
         member_id: identity.member_id,
         request_timeout,
+        snapshot_count: config.snapshot_count,
     })?;
     let addrs: Vec<_> = config.listen_client_urls.iter().map(|u| u.addr).collect();
     let servers = api_server::bind(&addrs).map_err(ServerError)?;

@@ -59,6 +59,8 @@ pub struct NodeParts {
     pub member_id: u64,
     /// How long writes wait before the timeout error.
     pub request_timeout: Duration,
+    /// Applied entries between log compactions (`--snapshot-count`).
+    pub snapshot_count: u64,
 }
 
 /// A running node: its handle and the threads to join.
@@ -89,12 +91,17 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
         .store(parts.storage.used_bytes()?, Ordering::SeqCst);
     let (tx, rx) = mpsc::channel();
     let (batch_tx, batch_rx) = mpsc::channel::<Ready>();
+    let first_index = parts.storage.first_index()?;
     spawn_storage_thread(
-        Arc::clone(&parts.storage),
-        Arc::clone(&parts.store),
-        Arc::clone(&status),
-        recovered.raft,
-        recovered.last_index,
+        StorageThread {
+            storage: Arc::clone(&parts.storage),
+            store: Arc::clone(&parts.store),
+            status: Arc::clone(&status),
+            state: recovered.raft,
+            durable: recovered.last_index,
+            first_index,
+            snapshot_count: parts.snapshot_count,
+        },
         batch_rx,
         tx.clone(),
     )?;
@@ -132,12 +139,20 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
     })
 }
 
-fn spawn_storage_thread(
+/// What the storage thread owns.
+struct StorageThread {
     storage: Arc<LmdbStorage>,
     store: Arc<V2Store>,
     status: Arc<Status>,
-    mut state: RaftState,
-    mut durable: u64,
+    state: RaftState,
+    durable: u64,
+    /// First index still in the log.
+    first_index: u64,
+    snapshot_count: u64,
+}
+
+fn spawn_storage_thread(
+    mut st: StorageThread,
     batches: Receiver<Ready>,
     node: Sender<Input>,
 ) -> Result<(), StorageError> {
@@ -145,15 +160,30 @@ fn spawn_storage_thread(
         .name("storage".into())
         .spawn(move || {
             for ready in batches {
-                let outcome = batch::write_batch(&*storage, &store, &ready, &mut state, durable);
+                let compact =
+                    batch::compaction_range(st.first_index, st.state.applied, st.snapshot_count);
+                let outcome = batch::write_batch(
+                    &*st.storage,
+                    &st.store,
+                    &ready,
+                    &mut st.state,
+                    st.durable,
+                    compact,
+                );
                 if let Ok(o) = &outcome {
-                    durable = o.durable_index;
-                    status.batches.fetch_add(1, Ordering::Relaxed);
-                    status
+                    st.durable = o.durable_index;
+                    if st.first_index == 0 {
+                        st.first_index = ready.entries.first().map_or(0, |e| e.index);
+                    }
+                    if let Some((_, last)) = compact {
+                        st.first_index = last + 1;
+                    }
+                    st.status.batches.fetch_add(1, Ordering::Relaxed);
+                    st.status
                         .entries
                         .fetch_add(ready.entries.len() as u64, Ordering::Relaxed);
-                    match storage.used_bytes() {
-                        Ok(used) => status.used_bytes.store(used, Ordering::SeqCst),
+                    match st.storage.used_bytes() {
+                        Ok(used) => st.status.used_bytes.store(used, Ordering::SeqCst),
                         Err(e) => log::warn!("{e}"),
                     }
                 }

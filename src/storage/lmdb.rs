@@ -77,6 +77,14 @@ impl LmdbStorage {
         })?;
         let mut options = EnvOpenOptions::new();
         options.map_size(map_size).max_dbs(8).max_readers(510);
+        // SAFETY: NO_READ_AHEAD only stops the kernel from reading pages around each page
+        // LMDB touches (it does not weaken durability, unlike NO_SYNC): random key access
+        // then keeps only the pages actually used resident, which is what keeps RSS small
+        // once the data outgrows a few MB.
+        #[allow(unsafe_code)]
+        unsafe {
+            options.flags(heed::EnvFlags::NO_READ_AHEAD);
+        }
         // SAFETY: heed's conditions for opening a memory map: this process owns the data dir
         // (nothing else modifies data.mdb while it is mapped), pikv keeps read transactions
         // short, and a data dir on a network filesystem is documented as unsupported.
@@ -207,6 +215,25 @@ impl LmdbStorage {
         })
     }
 
+    /// Index of the first log entry (0 when the log is empty).
+    pub fn first_index(&self) -> Result<u64, StorageError> {
+        let rtxn = self
+            .env
+            .read_txn()
+            .map_err(|e| self.err("begin log read", e))?;
+        match self
+            .dbs
+            .log
+            .first(&rtxn)
+            .map_err(|e| self.err("read first log entry", e))?
+        {
+            Some((k, _)) => <[u8; 8]>::try_from(k)
+                .map(u64::from_be_bytes)
+                .map_err(|_| StorageError::corrupt("read first log entry", "bad key length")),
+            None => Ok(0),
+        }
+    }
+
     /// Records who this data dir belongs to (once, at bootstrap).
     pub fn save_identity(&self, identity: &Identity) -> Result<(), StorageError> {
         let mut wtxn = self
@@ -281,6 +308,17 @@ impl LmdbStorage {
 
     fn err(&self, op: &str, e: heed::Error) -> StorageError {
         io_err(op, &self.path, e)
+    }
+}
+
+// MDB_APPEND fills the right-most leaf and starts a fresh one when it is full; a plain put
+// splits the full leaf in half, leaving sequential trees half empty and rewriting two pages
+// per split. APPEND refuses a key that is not the largest: then fall back to a plain put
+// (a Raft log overwrite, a store key out of order).
+fn append_or_put(txn: &mut RwTxn, db: Db, key: &[u8], value: &[u8]) -> Result<(), heed::Error> {
+    match db.put_with_flags(txn, heed::PutFlags::APPEND, key, value) {
+        Err(heed::Error::Mdb(heed::MdbError::KeyExist)) => db.put(txn, key, value),
+        other => other,
     }
 }
 
@@ -445,6 +483,13 @@ impl KvWrite for LmdbTxn<'_> {
             .map_err(|e| io_err(format!("write {table:?}"), self.path, e))
     }
 
+    fn put_last(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let db = table_db(&self.dbs, table);
+        let key = table_key(table, key);
+        append_or_put(&mut self.txn, db, &key, value)
+            .map_err(|e| io_err(format!("write {table:?}"), self.path, e))
+    }
+
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StorageError> {
         table_db(&self.dbs, table)
             .delete(&mut self.txn, &table_key(table, key))
@@ -455,10 +500,32 @@ impl KvWrite for LmdbTxn<'_> {
 impl StorageTxn for LmdbTxn<'_> {
     fn append(&mut self, entry: &Entry) -> Result<(), StorageError> {
         let bytes = format::encode_entry(entry)?;
+        append_or_put(
+            &mut self.txn,
+            self.dbs.log,
+            &format::log_key(entry.index),
+            &bytes,
+        )
+        .map_err(|e| io_err(format!("append log entry {}", entry.index), self.path, e))
+    }
+
+    fn compact_log(&mut self, first: u64, last: u64) -> Result<(), StorageError> {
+        let (lo, hi) = (format::log_key(first), format::log_key(last));
+        let bounds: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
+            std::ops::Bound::Included(&lo[..]),
+            std::ops::Bound::Included(&hi[..]),
+        );
         self.dbs
             .log
-            .put(&mut self.txn, &format::log_key(entry.index), &bytes)
-            .map_err(|e| io_err(format!("append log entry {}", entry.index), self.path, e))
+            .delete_range(&mut self.txn, &bounds)
+            .map(|_| ())
+            .map_err(|e| {
+                io_err(
+                    format!("compact log entries {first}..={last}"),
+                    self.path,
+                    e,
+                )
+            })
     }
 
     fn save_raft_state(&mut self, state: &RaftState) -> Result<(), StorageError> {

@@ -15,6 +15,9 @@ use crate::store::KvWrite;
 pub trait StorageTxn: KvWrite {
     /// Appends (or overwrites) a log entry at its index.
     fn append(&mut self, entry: &Entry) -> Result<(), StorageError>;
+    /// Removes the log entries `first..=last` (compaction: they are applied and no longer
+    /// needed).
+    fn compact_log(&mut self, first: u64, last: u64) -> Result<(), StorageError>;
     /// Saves the hard state and the applied index.
     fn save_raft_state(&mut self, state: &RaftState) -> Result<(), StorageError>;
     /// Makes the transaction durable (one fsync). An error leaves nothing of it on disk.

@@ -14,7 +14,7 @@ pub const HISTORY_LEN: usize = 1000;
 pub fn record<K: KvWrite>(kv: &mut K, event: &Event) -> Result<(), StorageError> {
     let index = event.etcd_index;
     let bytes = codec::encode(&format!("event {index}"), event)?;
-    kv.put(Table::Events, &index.to_be_bytes(), &bytes)?;
+    kv.put_last(Table::Events, &index.to_be_bytes(), &bytes)?;
     let keep_from = index.saturating_sub(HISTORY_LEN as u64 - 1);
     // Indexes are contiguous, so this range normally holds exactly one event; scanning it
     // instead of deleting one key also heals any gap left by an older format.

@@ -39,6 +39,13 @@ pub trait KvWrite: KvRead {
     /// Stores `value` under `key`, replacing any previous value.
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
 
+    /// Stores `value` under `key`, which sorts after every key of `table` (an append at the
+    /// right edge). LMDB then fills pages instead of splitting them in half; other
+    /// implementations just put.
+    fn put_last(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.put(table, key, value)
+    }
+
     /// Removes `key`; returns whether it existed.
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StorageError>;
 }
