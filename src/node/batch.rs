@@ -50,20 +50,32 @@ pub fn compaction_range(first: u64, applied: u64, snapshot_count: u64) -> Option
         .then(|| (first, keep_from - 1))
 }
 
-/// Writes `ready` as one transaction (and, if given, the compaction of the log range
-/// `compact`). `state` is the durable Raft state before the batch; on success it is the
-/// state after. On error nothing of the batch is durable.
+/// Housekeeping done in a batch's transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Remove the log entries of this range.
+    pub compact: Option<(u64, u64)>,
+    /// Keep only this many persisted events.
+    pub trim_history_to: Option<u64>,
+}
+
+/// Writes `ready` as one transaction, with the housekeeping of `maint`. `state` is the
+/// durable Raft state before the batch; on success it is the state after. On error nothing
+/// of the batch is durable.
 pub fn write_batch<S: Storage>(
     storage: &S,
     store: &V2Store,
     ready: &Ready,
     state: &mut RaftState,
     durable_index: u64,
-    compact: Option<(u64, u64)>,
+    maint: Maintenance,
 ) -> Result<BatchOutcome, StorageError> {
     let mut txn = storage.begin()?;
-    if let Some((first, last)) = compact {
+    if let Some((first, last)) = maint.compact {
         txn.compact_log(first, last)?;
+    }
+    if let Some(keep) = maint.trim_history_to {
+        V2Store::trim_history(&mut txn, keep)?;
     }
     let mut durable = durable_index;
     for entry in &ready.entries {

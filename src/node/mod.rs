@@ -139,6 +139,9 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
     })
 }
 
+/// Persisted watch history kept when the quota is nearly used up.
+const HISTORY_KEPT_UNDER_PRESSURE: u64 = 100;
+
 /// What the storage thread owns.
 struct StorageThread {
     storage: Arc<LmdbStorage>,
@@ -151,6 +154,26 @@ struct StorageThread {
     snapshot_count: u64,
 }
 
+impl StorageThread {
+    // Near the quota the retained log tail is the easiest space to give back: a single
+    // member has no follower that could still need it, so everything applied can go. (A
+    // cluster will need a snapshot for followers behind the compacted log instead.)
+    // The persisted watch history goes down to its newest 100 events too: with large values
+    // 1,000 events can hold more than the user's own data.
+    fn maintenance(&self) -> batch::Maintenance {
+        let used = self.status.used_bytes.load(Ordering::SeqCst);
+        let pressure = used > self.storage.map_bytes() / 10 * 7;
+        let last = self.state.applied;
+        let regular = batch::compaction_range(self.first_index, last, self.snapshot_count);
+        let urgent = (pressure && self.first_index > 0 && last > self.first_index)
+            .then(|| (self.first_index, last - 1));
+        batch::Maintenance {
+            compact: regular.or(urgent),
+            trim_history_to: pressure.then_some(HISTORY_KEPT_UNDER_PRESSURE),
+        }
+    }
+}
+
 fn spawn_storage_thread(
     mut st: StorageThread,
     batches: Receiver<Ready>,
@@ -160,15 +183,15 @@ fn spawn_storage_thread(
         .name("storage".into())
         .spawn(move || {
             for ready in batches {
-                let compact =
-                    batch::compaction_range(st.first_index, st.state.applied, st.snapshot_count);
+                let maint = st.maintenance();
+                let compact = maint.compact;
                 let outcome = batch::write_batch(
                     &*st.storage,
                     &st.store,
                     &ready,
                     &mut st.state,
                     st.durable,
-                    compact,
+                    maint,
                 );
                 if let Ok(o) = &outcome {
                     st.durable = o.durable_index;

@@ -48,3 +48,25 @@ pub fn all<K: KvRead>(kv: &K) -> Result<Vec<Event>, StorageError> {
         })
         .collect()
 }
+
+/// Drops the persisted events older than the newest `keep` (used when the quota is nearly
+/// used up: a watch from a dropped index then gets the usual 401 after a restart, instead
+/// of old values holding space the user freed).
+pub fn trim_to<K: KvWrite>(kv: &mut K, keep: u64) -> Result<usize, StorageError> {
+    let current = super::meta::index(kv)?;
+    let keep_from = current.saturating_sub(keep.saturating_sub(1));
+    let mut stale = Vec::new();
+    kv.scan(
+        Table::Events,
+        &[],
+        Some(&keep_from.to_be_bytes()),
+        &mut |k, _| {
+            stale.push(k.to_vec());
+            true
+        },
+    )?;
+    for key in &stale {
+        kv.delete(Table::Events, key)?;
+    }
+    Ok(stale.len())
+}

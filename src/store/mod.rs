@@ -126,6 +126,11 @@ impl V2Store {
         history::all(kv)
     }
 
+    /// Keeps only the newest `keep` persisted events (space pressure); returns how many went.
+    pub fn trim_history<K: KvWrite>(kv: &mut K, keep: u64) -> Result<usize, StorageError> {
+        history::trim_to(kv, keep)
+    }
+
     /// The counters of `/v2/stats/store` (without `watchers`).
     pub fn stats(&self) -> StoreStatsSnapshot {
         self.stats.snapshot()
