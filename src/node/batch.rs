@@ -185,7 +185,7 @@ mod tests {
                 &ready,
                 &mut self.state,
                 self.durable,
-                None,
+                Maintenance::default(),
             )
             .unwrap();
             self.durable = out.durable_index;
