@@ -12,6 +12,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod bad_input;
 mod curl_tutorial;
 mod differential;
 mod durability;
