@@ -19,4 +19,5 @@ mod durability;
 mod etcdctl;
 mod harness;
 mod python_etcd;
+mod quota;
 mod watchers;
