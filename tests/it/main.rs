@@ -14,6 +14,7 @@ mod support;
 
 mod bad_input;
 mod curl_tutorial;
+mod data_dir;
 mod differential;
 mod durability;
 mod etcdctl;
