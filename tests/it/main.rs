@@ -16,6 +16,7 @@ mod bad_input;
 mod curl_tutorial;
 mod data_dir;
 mod differential;
+mod disk;
 mod durability;
 mod etcdctl;
 mod harness;
