@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             match pikv::server::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    log::error!("{e}");
+                    // One line: the logger also writes to stderr, so not through it as well.
                     eprintln!("pikv: {e}");
                     ExitCode::from(1)
                 }

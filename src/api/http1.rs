@@ -27,7 +27,7 @@ const PARKED_CHECK: Duration = Duration::from_secs(2);
 pub struct RequestHead {
     /// Method as sent.
     pub method: String,
-    /// Request target (path and query) as sent.
+    /// Request target (path and query) as sent; bytes that are not UTF-8 become U+FFFD.
     pub target: String,
     /// HTTP/1.x minor version.
     pub minor: u8,
@@ -93,9 +93,9 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<RequestHead, HeadError> {
             }
             break;
         }
-        let text = String::from_utf8(line)
-            .map_err(|_| HeadError::Malformed("header is not UTF-8".into()))?;
-        lines.push(text);
+        // Go accepts any bytes >= 0x80 in the request target and in header values; bytes
+        // that are not UTF-8 become U+FFFD, as a `%FF` escape in the path does (api::path).
+        lines.push(String::from_utf8_lossy(&line).into_owned());
     }
     parse_head(&lines)
 }
@@ -509,6 +509,10 @@ mod tests {
             );
         }
         assert!(matches!(read_head(&mut &b""[..]), Err(HeadError::Closed)));
+        let head =
+            read_head(&mut &b"GET /a\xff?x=\xfe HTTP/1.1\r\nX: \xc3\x28\r\n\r\n"[..]).unwrap();
+        assert_eq!(head.target, "/a\u{FFFD}?x=\u{FFFD}");
+        assert_eq!(head.header("x"), Some("\u{FFFD}("));
         let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
         huge.resize(HEADER_BYTES_MAX + 10, b'a');
         assert!(matches!(

@@ -242,6 +242,8 @@ struct Node {
 
 impl Node {
     fn run(mut self, rx: Receiver<Input>) -> Result<(), StorageError> {
+        // The leader's no-op is already in the log: commit it now, not with the first request.
+        self.maybe_send_batch();
         loop {
             let input = match self.wait_timeout() {
                 Some(t) => match rx.recv_timeout(t) {

@@ -3,7 +3,9 @@
 //! What it proves: with several threads writing concurrently, a SIGKILL at a random moment
 //! (seeded: `PIKV_IT_SEED`, printed) followed by a restart on the same data dir loses no
 //! write that was acknowledged with 201 — each is present with its value and its
-//! modifiedIndex — over at least 10 cycles. A second test shows a restart keeps the etcd
+//! modifiedIndex — and no acknowledged DELETE (every 4th step of each writer) is undone,
+//! over at least 10 cycles; the next write after each restart lands after every
+//! acknowledged index. A second test shows a restart keeps the etcd
 //! index (`X-Etcd-Index`), the next write continues from it, and the watch history
 //! survives (spec §4.3).
 //!
@@ -11,7 +13,7 @@
 //! §2.4); pikv spends none. Where that shows, the expectation depends on the kind, and says so.
 
 use crate::support::{self, http, Kind, Prng, Server};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +29,8 @@ fn acknowledged_writes_survive_kill_9() {
     let mut s = Server::start(support::target());
     let acked: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Keys a DELETE was sent for (`.0`) and acknowledged for with 200 (`.1`).
+    let deletes: Arc<Mutex<(HashSet<String>, HashSet<String>)>> = Arc::default();
 
     for cycle in 0..CYCLES {
         let stop = Arc::new(AtomicBool::new(false));
@@ -34,8 +38,10 @@ fn acknowledged_writes_survive_kill_9() {
         let mut handles = Vec::new();
         for t in 0..WRITERS {
             let (stop, acked, failures) = (stop.clone(), acked.clone(), failures.clone());
+            let deletes = deletes.clone();
             handles.push(std::thread::spawn(move || {
                 let mut i = 0u64;
+                let mut mine = HashSet::new();
                 while !stop.load(Ordering::SeqCst) {
                     let key = format!("/dur/c{cycle}/w{t}/k{i}");
                     let value = format!("{seed}-{cycle}-{t}-{i}");
@@ -52,12 +58,35 @@ fn acknowledged_writes_survive_kill_9() {
                         Ok(r) if r.status == 201 => {
                             let idx = r.modified_index();
                             acked.lock().unwrap().push((key, value, idx));
+                            mine.insert(i);
                         }
                         Ok(r) => failures
                             .lock()
                             .unwrap()
                             .push(format!("{key}: {}", r.dump())),
                         Err(_) => break, // the server was killed under us: not acknowledged
+                    }
+                    // Every 4th step also deletes an earlier acknowledged key of this writer.
+                    if i % 4 == 3 && mine.contains(&(i - 2)) {
+                        let victim = format!("/dur/c{cycle}/w{t}/k{}", i - 2);
+                        deletes.lock().unwrap().0.insert(victim.clone());
+                        match http::try_request(
+                            port,
+                            "DELETE",
+                            &format!("/v2/keys{victim}"),
+                            &[],
+                            b"",
+                            Duration::from_secs(10),
+                        ) {
+                            Ok(r) if r.status == 200 => {
+                                deletes.lock().unwrap().1.insert(victim);
+                            }
+                            Ok(r) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("DELETE {victim}: {}", r.dump())),
+                            Err(_) => break,
+                        }
                     }
                     i += 1;
                 }
@@ -74,13 +103,28 @@ fn acknowledged_writes_survive_kill_9() {
         let r = s.get("/v2/keys/dur?recursive=true");
         let present = flatten(&r.json()["node"]);
         let acked = acked.lock().unwrap();
+        let (tried, deleted) = &*deletes.lock().unwrap();
         let mut lost = Vec::new();
         for (k, v, idx) in acked.iter() {
             match present.get(k) {
+                // An acknowledged delete must stay done.
+                Some(found) if deleted.contains(k) => {
+                    lost.push(format!("{k}: deleted with 200 but found {found:?}"))
+                }
+                None if deleted.contains(k) || tried.contains(k) => {}
                 Some((pv, pi)) if pv == v && pi == idx => {}
                 other => lost.push(format!("{k}={v}@{idx}: found {other:?}")),
             }
         }
+        // The index never goes back: the next write lands after every acknowledged one.
+        let max_acked = acked.iter().map(|a| a.2).max().unwrap_or(0);
+        let probe = s.put(&format!("/v2/keys/probe/c{cycle}"), "value=p");
+        assert_eq!(probe.status, 201, "{}", probe.dump());
+        assert!(
+            probe.modified_index() > max_acked,
+            "cycle {cycle} (seed {seed}): a write after restart got index {} <= {max_acked}",
+            probe.modified_index()
+        );
         assert!(
             lost.is_empty(),
             "cycle {cycle} (seed {seed}): {} acknowledged writes lost or changed:\n{}",
@@ -88,8 +132,9 @@ fn acknowledged_writes_survive_kill_9() {
             lost.join("\n")
         );
         eprintln!(
-            "durability: cycle {cycle}: {} acknowledged writes verified",
-            acked.len()
+            "durability: cycle {cycle}: {} acknowledged writes, {} acknowledged deletes verified",
+            acked.len(),
+            deleted.len()
         );
     }
     let f = failures.lock().unwrap();

@@ -12,10 +12,14 @@
 #[allow(dead_code)]
 mod support;
 
+mod bad_input;
 mod curl_tutorial;
+mod data_dir;
 mod differential;
+mod disk;
 mod durability;
 mod etcdctl;
 mod harness;
 mod python_etcd;
+mod quota;
 mod watchers;

@@ -142,3 +142,42 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// The outcome of a pikv run that is expected to exit by itself (a refused start).
+pub struct Exited {
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub stdout: String,
+}
+
+/// Runs the pikv binary with `args` and extra `env`, waits (deadline 30 s, then kill -9 and
+/// panic) for it to exit, and returns its exit code and output.
+pub fn run_pikv(args: &[&str], env: &[(&str, &str)]) -> Exited {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pikv"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for k in ["ETCD_NAME", "ETCD_DATA_DIR", "PIKV_NAME", "PIKV_DATA_DIR"] {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    let mut guard = ChildGuard(Some(cmd.spawn().expect("spawn pikv")));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = guard.child().try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!("pikv {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = guard.take().wait_with_output().expect("pikv output");
+    Exited {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}

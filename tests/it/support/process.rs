@@ -51,6 +51,8 @@ pub struct Server {
     stderr_path: PathBuf,
     /// How many times the process has been started (etcd spends one index per start).
     pub starts: u32,
+    /// Flags appended to the standard command line (e.g. `--quota-backend-bytes`).
+    pub extra_args: Vec<String>,
 }
 
 impl Server {
@@ -60,6 +62,11 @@ impl Server {
     }
 
     pub fn start_named(kind: Kind, name: &str) -> Server {
+        Server::start_with_args(kind, name, &[])
+    }
+
+    /// Like `start_named`, with `extra` appended to the command line of every start.
+    pub fn start_with_args(kind: Kind, name: &str, extra: &[&str]) -> Server {
         super::require_tool(kind.program().to_str().unwrap());
         // A free port can be taken by someone else between our probe and the server's bind;
         // then start again on new ports.
@@ -77,6 +84,7 @@ impl Server {
                 child: None,
                 stderr_path,
                 starts: 0,
+                extra_args: extra.iter().map(|a| a.to_string()).collect(),
             };
             s.spawn();
             match s.wait_ready_inner() {
@@ -103,6 +111,25 @@ impl Server {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+    /// The process was started and has not exited (checked with `try_wait`).
+    pub fn is_alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+    /// A counter or gauge of `GET /metrics` (pikv only), e.g. `pikv_storage_batches_total`.
+    pub fn metric(&self, name: &str) -> u64 {
+        let r = self.get("/metrics");
+        assert_eq!(r.status, 200, "{}", r.dump());
+        let text = r.text();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (n, v) = l.split_once(' ')?;
+                (n == name).then(|| v.trim().parse::<u64>().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+    }
 
     /// The command line: etcd's flags for both programs.
     pub fn args(&self) -> Vec<String> {
@@ -127,6 +154,7 @@ impl Server {
         if self.kind == Kind::Etcd {
             a.push("--enable-v2".into());
         }
+        a.extend(self.extra_args.iter().cloned());
         a
     }
 
