@@ -10,8 +10,8 @@
 //! How: a real pikv process on a free port with a temp data dir. This is pikv's own
 //! behaviour (etcd 3.4's v2 store is not limited by its backend quota), so the test runs
 //! pikv whatever `PIKV_IT_TARGET` says. The check that deleting keys makes room for new
-//! writes is `deletes_make_room_again`, ignored while pikv never frees log or history space
-//! (see its reason).
+//! writes is `deletes_make_room_again` (near the quota pikv compacts its applied log and
+//! trims the persisted watch history).
 
 use crate::support::{http, Kind, Server};
 
@@ -124,10 +124,6 @@ fn a_full_quota_refuses_writes_and_keeps_everything_committed() {
 }
 
 #[test]
-#[ignore = "pikv bug: a full quota never frees up: the Raft log is never compacted and the \
-            1000-event history keeps every value (delete events hold prevNode), so deleting \
-            keys does not lower the used pages (src/node/batch.rs write_batch, \
-            src/store/history.rs record)"]
 fn deletes_make_room_again() {
     let s = Server::start_with_args(Kind::Pikv, "a", &["--quota-backend-bytes", QUOTA]);
     let acked = fill(&s);
