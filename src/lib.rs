@@ -14,5 +14,6 @@ pub mod raft;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod transport;
 pub mod util;
 pub mod watch;
