@@ -36,6 +36,25 @@ impl From<crate::storage::StorageError> for ServerError {
 const DELIVERY_THREADS_MIN: usize = 1;
 const DELIVERY_THREADS_MAX: usize = 64;
 
+/// Threads running the client-connection tasks: one per core on small boards, at most two
+/// (the node and storage threads need the rest).
+fn executor_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 2))
+}
+
+// The executor lives as long as the process; its threads park when there is nothing to do.
+fn start_executor() -> Result<Arc<smol::Executor<'static>>, ServerError> {
+    let executor = Arc::new(smol::Executor::new());
+    for i in 0..executor_threads() {
+        let ex = Arc::clone(&executor);
+        std::thread::Builder::new()
+            .name(format!("http-{i}"))
+            .spawn(move || smol::block_on(ex.run(std::future::pending::<()>())))
+            .map_err(|e| ServerError(format!("cannot start the HTTP executor thread: {e}")))?;
+    }
+    Ok(executor)
+}
+
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let members =
@@ -111,7 +130,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         cors: config.cors.clone(),
         start_time: clock::now_unix_nanos(),
     });
-    api_server::serve(servers, ctx).map_err(ServerError)?;
+    let executor = start_executor()?;
+    api_server::serve(&executor, servers, ctx).map_err(ServerError)?;
     for u in &config.listen_client_urls {
         log::info!("serving client requests on {}", u.url);
     }

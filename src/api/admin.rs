@@ -1,6 +1,7 @@
 //! Everything outside `/v2/keys`: `/version`, `/health`, `/v2/stats/*`, `/v2/members`,
 //! `/v2/machines` and the `/v2/auth/*` answers of an etcd whose v2 auth is disabled.
 
+use super::http1::Response;
 use super::json::to_go_json;
 use super::reply::Reply;
 use super::server::{send, ApiContext, Incoming};
@@ -13,16 +14,23 @@ pub const ETCD_SERVER_VERSION: &str = "2.3.8";
 /// The cluster version pikv reports.
 pub const ETCD_CLUSTER_VERSION: &str = "2.3.0";
 
-pub(super) fn handle(ctx: &ApiContext, incoming: Incoming<'_, '_>, path: &str) {
-    let reply = route(ctx, &incoming, path);
-    send(ctx, incoming, reply);
+pub(super) async fn handle(ctx: &ApiContext, incoming: Incoming, path: &str) -> Response {
+    let reply = if path == "/health" && incoming.method == "GET" {
+        health(ctx).await
+    } else {
+        route(ctx, &incoming, path)
+    };
+    send(ctx, &incoming, reply)
 }
 
-fn route(ctx: &ApiContext, incoming: &Incoming<'_, '_>, path: &str) -> Reply {
+fn route(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
     let method = incoming.method.as_str();
     match path {
         "/version" => only(method, &["GET"], version),
-        "/health" => only(method, &["GET"], || health(ctx)),
+        // GET /health is answered (asynchronously) before routing.
+        "/health" => only(method, &["GET"], || {
+            Reply::text(503, "{\"health\":\"false\"}\n")
+        }),
         "/v2/machines" => only(method, &["GET", "HEAD"], || machines(ctx)),
         "/v2/stats/self" => only(method, &["GET"], || stats_self(ctx)),
         "/v2/stats/store" => only(method, &["GET"], || stats_store(ctx)),
@@ -88,16 +96,20 @@ fn version() -> Reply {
 
 // Healthy means a leader exists and a linearizable read gets through within a second, as in
 // etcd 3.4 (which runs a quorum GET).
-fn health(ctx: &ApiContext) -> Reply {
-    let mut probe = ctx.node.clone();
-    probe.request_timeout = Duration::from_secs(1);
+async fn health(ctx: &ApiContext) -> Reply {
     let has_leader = ctx
         .node
         .status
         .leader
         .load(std::sync::atomic::Ordering::SeqCst)
         != 0;
-    if has_leader && probe.read_barrier().is_ok() {
+    if has_leader
+        && ctx
+            .node
+            .read_barrier_within(Duration::from_secs(1))
+            .await
+            .is_ok()
+    {
         Reply::new(200, b"{\"health\":\"true\"}".to_vec())
             .header("Content-Type", "text/plain; charset=utf-8")
     } else {
@@ -278,7 +290,7 @@ fn this_member(ctx: &ApiContext) -> Member {
     }
 }
 
-fn members(ctx: &ApiContext, incoming: &Incoming<'_, '_>, path: &str) -> Reply {
+fn members(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
     let rest = path
         .trim_start_matches("/v2/members")
         .trim_start_matches('/');
@@ -323,7 +335,7 @@ fn members(ctx: &ApiContext, incoming: &Incoming<'_, '_>, path: &str) -> Reply {
 
 // Membership changes need multi-member Raft; until then they are refused the way etcd
 // reports a change it cannot make, after the same request checks.
-fn member_change(incoming: &Incoming<'_, '_>) -> Reply {
+fn member_change(incoming: &Incoming) -> Reply {
     let content_type = incoming.header("Content-Type").unwrap_or_default();
     let media = match content_type.split_once(';') {
         Some((m, _)) => m.trim().to_ascii_lowercase(),

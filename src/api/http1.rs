@@ -1,26 +1,27 @@
-//! A small HTTP/1.1 server: one thread per open connection, requests handled inline on that
-//! thread, keep-alive, Content-Length and chunked request bodies, `Expect: 100-continue`.
+//! A small HTTP/1.1 server on smol: every client connection is a task on a small executor
+//! (no thread per connection), requests are handled in order on their connection with
+//! keep-alive, Content-Length and chunked request bodies, `Expect: 100-continue`, and Go's
+//! header limits. A streaming response (a parked watch) takes its chunks from a channel and
+//! notices at once when its client leaves.
 //!
 //! It replaces tiny_http, whose task pool (0.12) gives a burst of new connections only as
 //! many threads as were idle at that moment: 40 keep-alive clients connecting at once left
-//! 36 of them unanswered until others disconnected (measured). Owning the connection loop
-//! also removes a thread hop per request and lets a parked watch notice a client that left.
+//! 36 of them unanswered until others disconnected (measured). Tasks instead of threads
+//! also take the thread wake-ups out of every request.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use smol::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use smol::{Async, Executor};
+use std::future::Future;
+use std::io;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Go's default limit on the request line and headers (1 MiB, plus its 4 KiB slack).
 const HEADER_BYTES_MAX: usize = (1 << 20) + 4096;
-/// Bytes of an unread request body drained to keep the connection usable (Go's value).
+/// Bytes of a request body nobody reads that are skipped to keep the connection usable
+/// (Go's value); beyond it the connection closes.
 const DRAIN_BYTES_MAX: u64 = 256 * 1024;
-/// Stack of connection threads: handlers need little, and many connections may be open.
-const CONN_STACK_BYTES: usize = 256 * 1024;
-/// How often a connection with a parked watch checks whether its client has gone.
-const PARKED_CHECK: Duration = Duration::from_secs(2);
 
 /// One request's head.
 #[derive(Debug, Clone)]
@@ -56,48 +57,6 @@ pub enum HeadError {
     Malformed(String),
     /// The socket failed.
     Io(io::Error),
-}
-
-/// Reads a request head; `Closed` on EOF before any byte.
-pub fn read_head(reader: &mut impl BufRead) -> Result<RequestHead, HeadError> {
-    let mut lines: Vec<String> = Vec::new();
-    let mut total = 0usize;
-    loop {
-        let mut line = Vec::new();
-        let n = reader
-            .by_ref()
-            .take((HEADER_BYTES_MAX - total + 1) as u64)
-            .read_until(b'\n', &mut line)
-            .map_err(HeadError::Io)?;
-        if n == 0 {
-            return Err(if lines.is_empty() && total == 0 {
-                HeadError::Closed
-            } else {
-                HeadError::Malformed("connection closed inside the request head".into())
-            });
-        }
-        total += n;
-        if total > HEADER_BYTES_MAX {
-            return Err(HeadError::TooLarge);
-        }
-        if !line.ends_with(b"\n") {
-            return Err(HeadError::Malformed("unterminated header line".into()));
-        }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
-        if line.is_empty() {
-            // Leading empty lines before a request line are allowed (RFC 7230 §3.5).
-            if lines.is_empty() {
-                continue;
-            }
-            break;
-        }
-        // Go accepts any bytes >= 0x80 in the request target and in header values; bytes
-        // that are not UTF-8 become U+FFFD, as a `%FF` escape in the path does (api::path).
-        lines.push(String::from_utf8_lossy(&line).into_owned());
-    }
-    parse_head(&lines)
 }
 
 fn parse_head(lines: &[String]) -> Result<RequestHead, HeadError> {
@@ -140,166 +99,10 @@ fn parse_head(lines: &[String]) -> Result<RequestHead, HeadError> {
 enum Framing {
     /// This many bytes remain.
     Length(u64),
-    /// Chunked: bytes left in the current chunk, or `None` before a size line.
+    /// Chunked.
     Chunked(Option<u64>),
     /// Nothing (more) to read.
     Done,
-}
-
-/// The connection a handler answers on, and its request's body.
-pub struct Exchange<'c> {
-    /// The request head.
-    pub head: RequestHead,
-    reader: &'c mut BufReader<TcpStream>,
-    writer: &'c mut TcpStream,
-    framing: Framing,
-    expect_continue: bool,
-    /// The handler asked to close the connection after its response.
-    pub close: bool,
-    parked: Option<Parked>,
-}
-
-/// A watch parked on this connection: the connection waits for `done`, and calls `cancel`
-/// when the client leaves first.
-pub struct Parked {
-    /// Signalled when the watch response is complete.
-    pub done: Receiver<()>,
-    /// Removes the watcher from the hub.
-    pub cancel: Box<dyn FnOnce() + Send>,
-}
-
-impl<'c> Exchange<'c> {
-    /// Reads up to `limit` bytes of the body (sending `100 Continue` first if the client
-    /// waits for it). More than `limit` available shows as a result longer than `limit`
-    /// only up to `limit + 1` bytes.
-    pub fn read_body(&mut self, limit: usize) -> io::Result<Vec<u8>> {
-        if self.expect_continue && self.framing != Framing::Done {
-            self.expect_continue = false;
-            self.writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        }
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 16 * 1024];
-        while out.len() <= limit {
-            let want = (limit + 1 - out.len()).min(buf.len());
-            let n = self.read_some(&mut buf[..want])?;
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        Ok(out)
-    }
-
-    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.framing {
-                Framing::Done => return Ok(0),
-                Framing::Length(0) => {
-                    self.framing = Framing::Done;
-                    return Ok(0);
-                }
-                Framing::Length(left) => {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = self.reader.read(&mut buf[..want])?;
-                    if n == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "body shorter than Content-Length",
-                        ));
-                    }
-                    self.framing = Framing::Length(left - n as u64);
-                    return Ok(n);
-                }
-                Framing::Chunked(None) => {
-                    let size = read_chunk_size(self.reader)?;
-                    if size == 0 {
-                        skip_trailers(self.reader)?;
-                        self.framing = Framing::Done;
-                        return Ok(0);
-                    }
-                    self.framing = Framing::Chunked(Some(size));
-                }
-                Framing::Chunked(Some(0)) => {
-                    let mut crlf = [0u8; 2];
-                    self.reader.read_exact(&mut crlf)?;
-                    if &crlf != b"\r\n" {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "malformed chunk end",
-                        ));
-                    }
-                    self.framing = Framing::Chunked(None);
-                }
-                Framing::Chunked(Some(left)) => {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = self.reader.read(&mut buf[..want])?;
-                    if n == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "connection closed inside a chunk",
-                        ));
-                    }
-                    self.framing = Framing::Chunked(Some(left - n as u64));
-                    return Ok(n);
-                }
-            }
-        }
-    }
-
-    /// Where the response goes.
-    pub fn writer(&mut self) -> &mut TcpStream {
-        self.writer
-    }
-
-    /// An owned handle on the connection, for a response completed later (a parked watch).
-    pub fn clone_stream(&self) -> io::Result<TcpStream> {
-        self.writer.try_clone()
-    }
-
-    /// Hands the connection to a parked watch.
-    pub fn park(&mut self, parked: Parked) {
-        self.parked = Some(parked);
-    }
-
-    // Skips what the handler left of the body, so the next request can be read; gives up
-    // (closing) past Go's drain limit or when the client still waits for 100 Continue.
-    fn drain(&mut self) -> bool {
-        if self.framing == Framing::Done {
-            return true;
-        }
-        if self.expect_continue {
-            return false;
-        }
-        let mut left = DRAIN_BYTES_MAX;
-        let mut buf = vec![0u8; 8192];
-        while left > 0 {
-            match self.read_some(&mut buf) {
-                Ok(0) => return true,
-                Ok(n) => left = left.saturating_sub(n as u64),
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-}
-
-fn read_chunk_size(reader: &mut impl BufRead) -> io::Result<u64> {
-    let mut line = Vec::new();
-    reader.by_ref().take(4096).read_until(b'\n', &mut line)?;
-    let text = String::from_utf8_lossy(&line);
-    let size = text.trim().split(';').next().unwrap_or("").trim();
-    u64::from_str_radix(size, 16)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed chunk size"))
-}
-
-fn skip_trailers(reader: &mut impl BufRead) -> io::Result<()> {
-    loop {
-        let mut line = Vec::new();
-        let n = reader.by_ref().take(8192).read_until(b'\n', &mut line)?;
-        if n == 0 || line == b"\r\n" || line == b"\n" {
-            return Ok(());
-        }
-    }
 }
 
 fn framing_of(head: &RequestHead) -> Result<Framing, String> {
@@ -329,109 +132,307 @@ fn keep_alive(head: &RequestHead) -> bool {
     }
 }
 
-/// A request handler: answers one exchange.
-pub type Handler = dyn Fn(&mut Exchange<'_>) + Send + Sync;
+/// A whole request: head and (for PUT and POST) its body, read up to the limit given to
+/// [`serve`] plus one byte.
+#[derive(Debug)]
+pub struct Request {
+    /// The head.
+    pub head: RequestHead,
+    /// The body bytes read.
+    pub body: Vec<u8>,
+}
 
-/// Accepts connections on `listener`, one thread each, until the process ends.
-pub fn serve(
+/// What a service answers.
+pub enum Response {
+    /// A complete response, already rendered; `close` ends the connection after it.
+    Bytes {
+        /// The response bytes.
+        bytes: Vec<u8>,
+        /// Close after sending.
+        close: bool,
+    },
+    /// A chunked response whose chunks come later: `head` now, then every framed chunk from
+    /// `chunks`, then the last chunk when the channel closes. `on_gone` runs if the client
+    /// leaves first.
+    Stream {
+        /// Status line and headers.
+        head: Vec<u8>,
+        /// Framed chunks.
+        chunks: smol::channel::Receiver<Vec<u8>>,
+        /// Called when the client disconnects before the stream ends.
+        on_gone: Box<dyn FnOnce() + Send>,
+    },
+}
+
+/// Answers requests.
+pub trait Service: Send + Sync + 'static {
+    /// Answers one request.
+    fn call(&self, request: Request) -> impl Future<Output = Response> + Send;
+}
+
+/// Accepts connections on `listener` and serves each as a task on `executor`.
+pub fn serve<S: Service>(
+    executor: &Arc<Executor<'static>>,
     listener: TcpListener,
-    handler: Arc<Handler>,
+    service: Arc<S>,
+    body_bytes_max: usize,
     max_connections: usize,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
-    let open = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
-        .name(format!("accept-{addr}"))
-        .stack_size(128 * 1024)
-        .spawn(move || accept_loop(listener, addr, handler, open, max_connections))?;
+    let listener = Async::new(listener)?;
+    let ex = Arc::clone(executor);
+    executor
+        .spawn(async move {
+            let open = Arc::new(AtomicUsize::new(0));
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        log::warn!("accept on {addr} failed: {e}");
+                        smol::Timer::after(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                if open.load(Ordering::SeqCst) >= max_connections {
+                    log::warn!("{addr}: {max_connections} connections open, refusing another");
+                    let mut s = &stream;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    continue;
+                }
+                open.fetch_add(1, Ordering::SeqCst);
+                let (svc, open) = (Arc::clone(&service), Arc::clone(&open));
+                ex.spawn(async move {
+                    if let Err(e) = serve_connection(stream, &*svc, body_bytes_max).await {
+                        log::debug!("connection ended: {e}");
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
+                })
+                .detach();
+            }
+        })
+        .detach();
     Ok(())
 }
 
-fn accept_loop(
-    listener: TcpListener,
-    addr: SocketAddr,
-    handler: Arc<Handler>,
-    open: Arc<AtomicUsize>,
+type Reader<'a> = BufReader<&'a Async<TcpStream>>;
+
+/// Reads one line ending in `\n` (kept), at most `max` bytes; `None` on EOF before any byte.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
     max: usize,
-) {
-    for conn in listener.incoming() {
-        let stream = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!("accept on {addr} failed: {e}");
-                std::thread::yield_now();
-                continue;
-            }
-        };
-        if open.load(Ordering::SeqCst) >= max {
-            log::warn!("{addr}: {max} connections open, refusing another");
-            let mut s = stream;
-            let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-            continue;
+) -> Result<Option<Vec<u8>>, HeadError> {
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await.map_err(HeadError::Io)?;
+        if buf.is_empty() {
+            return if line.is_empty() {
+                Ok(None)
+            } else {
+                Err(HeadError::Malformed(
+                    "connection closed inside a line".into(),
+                ))
+            };
         }
-        open.fetch_add(1, Ordering::SeqCst);
-        let (h, o) = (Arc::clone(&handler), Arc::clone(&open));
-        let spawned = std::thread::Builder::new()
-            .name("http".into())
-            .stack_size(CONN_STACK_BYTES)
-            .spawn(move || {
-                if let Err(e) = serve_connection(stream, &*h) {
-                    log::debug!("connection ended: {e}");
-                }
-                o.fetch_sub(1, Ordering::SeqCst);
-            });
-        if let Err(e) = spawned {
-            open.fetch_sub(1, Ordering::SeqCst);
-            log::error!("cannot start a connection thread: {e}");
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..=i]);
+            reader.consume(i + 1);
+            return if line.len() > max {
+                Err(HeadError::TooLarge)
+            } else {
+                Ok(Some(line))
+            };
+        }
+        let n = buf.len();
+        line.extend_from_slice(buf);
+        reader.consume(n);
+        if line.len() > max {
+            return Err(HeadError::TooLarge);
         }
     }
 }
 
-fn serve_connection(stream: TcpStream, handler: &Handler) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(4 * 1024, stream);
+/// Reads a request head; `Closed` on EOF before any byte.
+pub async fn read_head<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<RequestHead, HeadError> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut total = 0usize;
     loop {
-        let head = match read_head(&mut reader) {
+        let Some(mut line) = read_line(reader, HEADER_BYTES_MAX - total).await? else {
+            return Err(if lines.is_empty() && total == 0 {
+                HeadError::Closed
+            } else {
+                HeadError::Malformed("connection closed inside the request head".into())
+            });
+        };
+        total += line.len();
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        if line.is_empty() {
+            // Leading empty lines before a request line are allowed (RFC 7230 §3.5).
+            if lines.is_empty() {
+                continue;
+            }
+            break;
+        }
+        // Go keeps raw bytes; pikv's strings replace invalid UTF-8 with U+FFFD, as it does
+        // for %-escapes.
+        lines.push(String::from_utf8_lossy(&line).into_owned());
+    }
+    parse_head(&lines)
+}
+
+/// Reads the body as framed, up to `limit + 1` bytes; `Ok(false)` in the second field when
+/// the body was not read to its end (the connection must then close).
+async fn read_body(
+    reader: &mut Reader<'_>,
+    framing: Framing,
+    limit: usize,
+) -> io::Result<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    match framing {
+        Framing::Done => Ok((out, true)),
+        Framing::Length(n) => {
+            let want = n.min(limit as u64 + 1);
+            (&mut *reader).take(want).read_to_end(&mut out).await?;
+            if (out.len() as u64) < want {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "body shorter than Content-Length",
+                ));
+            }
+            Ok((out, want == n))
+        }
+        Framing::Chunked(_) => loop {
+            let size_line = read_line(reader, 4096)
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "malformed chunk size line")
+                })?
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed inside a chunked body",
+                    )
+                })?;
+            let text = String::from_utf8_lossy(&size_line);
+            let size_text = text
+                .trim()
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let size = u64::from_str_radix(&size_text, 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed chunk size"))?;
+            if size == 0 {
+                // Trailers up to the empty line.
+                loop {
+                    match read_line(reader, 8192).await {
+                        Ok(Some(l)) if l != b"\r\n" && l != b"\n" => continue,
+                        Ok(_) => return Ok((out, true)),
+                        Err(_) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "malformed trailer",
+                            ))
+                        }
+                    }
+                }
+            }
+            let room = (limit as u64 + 1).saturating_sub(out.len() as u64);
+            if size > room {
+                let mut part = Vec::new();
+                (&mut *reader).take(room).read_to_end(&mut part).await?;
+                out.extend_from_slice(&part);
+                return Ok((out, false));
+            }
+            let start = out.len();
+            (&mut *reader).take(size).read_to_end(&mut out).await?;
+            if (out.len() - start) as u64 != size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside a chunk",
+                ));
+            }
+            let mut crlf = [0u8; 2];
+            reader.read_exact(&mut crlf).await?;
+            if &crlf != b"\r\n" {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed chunk end",
+                ));
+            }
+        },
+    }
+}
+
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
+const HEADERS_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large";
+
+async fn serve_connection<S: Service>(
+    stream: Async<TcpStream>,
+    service: &S,
+    body_bytes_max: usize,
+) -> io::Result<()> {
+    stream.get_ref().set_nodelay(true)?;
+    let mut reader: Reader<'_> = BufReader::with_capacity(4096, &stream);
+    let mut writer = &stream;
+    loop {
+        let head = match read_head(&mut reader).await {
             Ok(h) => h,
             Err(HeadError::Closed) => return Ok(()),
             Err(HeadError::Io(e)) => return Err(e),
-            Err(HeadError::TooLarge) => {
-                let _ = writer.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large");
-                return Ok(());
-            }
+            Err(HeadError::TooLarge) => return writer.write_all(HEADERS_TOO_LARGE).await,
             Err(HeadError::Malformed(why)) => {
                 log::debug!("malformed request: {why}");
-                let _ = writer.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request");
-                return Ok(());
+                return writer.write_all(BAD_REQUEST).await;
             }
         };
         let framing = match framing_of(&head) {
             Ok(f) => f,
             Err(why) => {
                 log::debug!("malformed request: {why}");
-                let _ = writer.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request");
-                return Ok(());
+                return writer.write_all(BAD_REQUEST).await;
             }
         };
-        let expect_continue = head
-            .header("Expect")
-            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         let mut keep = keep_alive(&head);
-        let mut exchange = Exchange {
-            head,
-            reader: &mut reader,
-            writer: &mut writer,
-            framing,
-            expect_continue,
-            close: false,
-            parked: None,
+        let wants_body = matches!(head.method.to_ascii_uppercase().as_str(), "PUT" | "POST");
+        let body = if wants_body && framing != Framing::Done {
+            if head
+                .header("Expect")
+                .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+            {
+                writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            }
+            let (body, complete) = read_body(&mut reader, framing, body_bytes_max).await?;
+            keep &= complete;
+            body
+        } else {
+            if framing != Framing::Done {
+                // Skipped like Go does, up to its limit (a DELETE with a form body...).
+                let (_, complete) =
+                    read_body(&mut reader, framing, DRAIN_BYTES_MAX as usize).await?;
+                keep &= complete;
+            }
+            Vec::new()
         };
-        handler(&mut exchange);
-        keep &= !exchange.close && exchange.drain();
-        if let Some(parked) = exchange.parked.take() {
-            if !wait_parked(parked, &reader) {
-                return Ok(());
+        match service.call(Request { head, body }).await {
+            Response::Bytes { bytes, close } => {
+                writer.write_all(&bytes).await?;
+                keep &= !close;
+            }
+            Response::Stream {
+                head,
+                chunks,
+                on_gone,
+            } => {
+                writer.write_all(&head).await?;
+                if !stream_chunks(&mut reader, &mut writer, chunks).await? {
+                    on_gone();
+                    return Ok(());
+                }
             }
         }
         if !keep {
@@ -440,48 +441,36 @@ fn serve_connection(stream: TcpStream, handler: &Handler) -> io::Result<()> {
     }
 }
 
-// Waits for a parked watch to complete; false when the client left first (the watch is
-// then cancelled, so the hub's watcher count stays exact).
-fn wait_parked(parked: Parked, reader: &BufReader<TcpStream>) -> bool {
+// Writes chunks until the channel closes (then the last chunk; true), or until the client
+// goes away (false).
+async fn stream_chunks(
+    reader: &mut Reader<'_>,
+    writer: &mut &Async<TcpStream>,
+    chunks: smol::channel::Receiver<Vec<u8>>,
+) -> io::Result<bool> {
+    enum Next {
+        Chunk(Option<Vec<u8>>),
+        ClientGone,
+    }
     loop {
-        match parked.done.recv_timeout(PARKED_CHECK) {
-            Ok(()) => return true,
-            Err(RecvTimeoutError::Disconnected) => return false,
-            Err(RecvTimeoutError::Timeout) => {
-                if reader.buffer().is_empty() && peer_closed(reader.get_ref()) {
-                    (parked.cancel)();
-                    return false;
-                }
+        let chunk = async { Next::Chunk(chunks.recv().await.ok()) };
+        // A client sends nothing while it waits for a watch; data or EOF both end the wait
+        // on this side (EOF: it left; data: it pipelines, which no watch client does).
+        let gone = async {
+            match reader.fill_buf().await {
+                Ok(buf) if !buf.is_empty() => std::future::pending::<Next>().await,
+                _ => Next::ClientGone,
             }
+        };
+        match smol::future::or(chunk, gone).await {
+            Next::Chunk(Some(bytes)) => writer.write_all(&bytes).await?,
+            Next::Chunk(None) => {
+                writer.write_all(super::reply::LAST_CHUNK).await?;
+                return Ok(true);
+            }
+            Next::ClientGone => return Ok(false),
         }
     }
-}
-
-#[allow(unsafe_code)]
-fn peer_closed(stream: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut byte = [0u8; 1];
-    // SAFETY: a one-byte buffer we own; MSG_PEEK|MSG_DONTWAIT neither consumes data nor
-    // blocks, and leaves the socket's flags alone (a watch delivery may be writing on it).
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            byte.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    if n == 0 {
-        return true;
-    }
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        );
-    }
-    false
 }
 
 #[cfg(test)]
@@ -491,7 +480,7 @@ mod tests {
     #[test]
     fn heads_parse_and_bad_ones_are_refused() {
         let mut r = &b"\r\nPUT /v2/keys/a?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n"[..];
-        let head = read_head(&mut r).unwrap();
+        let head = smol::block_on(read_head(&mut r)).unwrap();
         assert_eq!(
             (head.method.as_str(), head.target.as_str(), head.minor),
             ("PUT", "/v2/keys/a?x=1", 1)
@@ -504,19 +493,27 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: x",
         ] {
             assert!(
-                matches!(read_head(&mut &bad[..]), Err(HeadError::Malformed(_))),
+                matches!(
+                    smol::block_on(read_head(&mut &bad[..])),
+                    Err(HeadError::Malformed(_))
+                ),
                 "{bad:?}"
             );
         }
-        assert!(matches!(read_head(&mut &b""[..]), Err(HeadError::Closed)));
-        let head =
-            read_head(&mut &b"GET /a\xff?x=\xfe HTTP/1.1\r\nX: \xc3\x28\r\n\r\n"[..]).unwrap();
+        assert!(matches!(
+            smol::block_on(read_head(&mut &b""[..])),
+            Err(HeadError::Closed)
+        ));
+        let head = smol::block_on(read_head(
+            &mut &b"GET /a\xff?x=\xfe HTTP/1.1\r\nX: \xc3\x28\r\n\r\n"[..],
+        ))
+        .unwrap();
         assert_eq!(head.target, "/a\u{FFFD}?x=\u{FFFD}");
         assert_eq!(head.header("x"), Some("\u{FFFD}("));
         let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
         huge.resize(HEADER_BYTES_MAX + 10, b'a');
         assert!(matches!(
-            read_head(&mut &huge[..]),
+            smol::block_on(read_head(&mut &huge[..])),
             Err(HeadError::TooLarge)
         ));
     }

@@ -1,39 +1,37 @@
 //! `/v2/keys`: parse, then read in a short LMDB read transaction, propose through the node,
 //! or park a watch in the hub.
 
-use super::http1::Parked;
+use super::http1::Response;
 use super::params::{self, KeysRequest};
 use super::render;
-use super::reply::{write_chunk, write_chunked_head, write_last_chunk, Reply};
+use super::reply::{chunk_bytes, chunked_head_bytes, Reply, LAST_CHUNK};
 use super::server::{cors_headers, send, ApiContext, Incoming};
 use crate::store::{Event, V2Error};
 use crate::util::clock;
 use crate::watch::{WatchSink, WatchStart};
-use std::io::Write;
 
 /// LMDB's key limit leaves room for this many bytes of key path (the node and TTL index keys
 /// add a few bytes of their own).
 const KEY_BYTES_MAX: usize = 480;
-/// How long one watch event may take to write before the client counts as gone.
-const WATCH_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Events a watch connection may have queued but not yet written: a stream watcher that
+/// falls this far behind is ended (the hub allows 100 undelivered events, as etcd).
+const WATCH_CHUNKS_QUEUED_MAX: usize = 128;
 
-pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming<'_, '_>, key: String) {
+pub(super) async fn handle(ctx: &ApiContext, incoming: Incoming, key: String) -> Response {
     if !matches!(
         incoming.method.as_str(),
         "GET" | "HEAD" | "PUT" | "POST" | "DELETE"
     ) {
         let reply =
             Reply::text(405, "Method Not Allowed\n").header("Allow", "HEAD,GET,PUT,POST,DELETE");
-        return send(ctx, incoming, reply);
+        return send(ctx, &incoming, reply);
     }
     let content_type = incoming.header("Content-Type");
-    let body = if params::reads_form_body(&incoming.method, content_type.as_deref()) {
-        match read_body(&mut incoming) {
-            Ok(b) => b,
-            Err(reply) => return send(ctx, incoming, reply),
-        }
+    // The connection read the body of PUT and POST; Go parses it only as a form.
+    let body: &[u8] = if params::reads_form_body(&incoming.method, content_type.as_deref()) {
+        &incoming.request.body
     } else {
-        Vec::new()
+        &[]
     };
     let now = clock::now_unix_nanos();
     let parsed = params::parse_keys_request(
@@ -41,7 +39,7 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming<'_, '_>, key: Stri
         &key,
         &incoming.raw_query,
         content_type.as_deref(),
-        &body,
+        body,
         now,
     );
     let request = match parsed {
@@ -50,7 +48,7 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming<'_, '_>, key: Stri
             let mut reply = error_reply(ctx, &e);
             // Go closes the connection after a body it refused to read to the end.
             reply.close = body.len() > params::BODY_BYTES_MAX;
-            return send(ctx, incoming, reply);
+            return send(ctx, &incoming, reply);
         }
     };
     match request {
@@ -60,15 +58,15 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming<'_, '_>, key: Stri
             sorted,
             quorum,
         } => {
-            let reply = read(ctx, &key, recursive, sorted, quorum);
-            send(ctx, incoming, reply)
+            let reply = read(ctx, &key, recursive, sorted, quorum).await;
+            send(ctx, &incoming, reply)
         }
         KeysRequest::Watch {
             key,
             recursive,
             stream,
             wait_index,
-        } => watch(ctx, incoming, &key, recursive, stream, wait_index),
+        } => watch(ctx, &incoming, &key, recursive, stream, wait_index),
         KeysRequest::Write {
             command,
             no_value_on_success,
@@ -79,32 +77,20 @@ pub(super) fn handle(ctx: &ApiContext, mut incoming: Incoming<'_, '_>, key: Stri
                     format!("key is longer than {KEY_BYTES_MAX} bytes"),
                     0,
                 );
-                return send(ctx, incoming, error_reply(ctx, &e));
+                return send(ctx, &incoming, error_reply(ctx, &e));
             }
-            let reply = match ctx.node.propose(command, body.len()) {
+            let reply = match ctx.node.propose(command, body.len()).await {
                 Ok(Ok(event)) => event_reply(ctx, &event, no_value_on_success),
                 Ok(Err(e)) | Err(e) => error_reply(ctx, &e),
             };
-            send(ctx, incoming, reply)
+            send(ctx, &incoming, reply)
         }
     }
 }
 
-// Reads the body up to one byte past etcd's 10 MiB limit; the parser reports the 210.
-fn read_body(incoming: &mut Incoming<'_, '_>) -> Result<Vec<u8>, Reply> {
-    incoming.ex.read_body(params::BODY_BYTES_MAX).map_err(|e| {
-        let mut reply = Reply::text(
-            400,
-            &format!("400 Bad Request: cannot read the body: {e}\n"),
-        );
-        reply.close = true;
-        reply
-    })
-}
-
-fn read(ctx: &ApiContext, key: &str, recursive: bool, sorted: bool, quorum: bool) -> Reply {
+async fn read(ctx: &ApiContext, key: &str, recursive: bool, sorted: bool, quorum: bool) -> Reply {
     if quorum {
-        if let Err(e) = ctx.node.read_barrier() {
+        if let Err(e) = ctx.node.read_barrier().await {
             return error_reply(ctx, &e);
         }
     }
@@ -153,32 +139,29 @@ pub(super) fn error_reply(ctx: &ApiContext, e: &V2Error) -> Reply {
     reply
 }
 
-/// A watch's response writer, parked in the hub; `done` tells the connection it may go on.
-struct ChunkedSink {
-    writer: Box<dyn Write + Send>,
-    done: std::sync::mpsc::Sender<()>,
+/// A parked watch's way to its connection: framed chunks into the connection task's channel.
+/// Dropping it closes the channel, which ends the response.
+struct ChannelSink {
+    chunks: smol::channel::Sender<Vec<u8>>,
 }
 
-impl WatchSink for ChunkedSink {
+impl WatchSink for ChannelSink {
     fn send_event(&mut self, event: &Event) -> bool {
         let body = render::event_body(event, clock::now_unix_nanos(), false);
-        write_chunk(&mut *self.writer, &body).is_ok()
+        self.chunks.try_send(chunk_bytes(&body)).is_ok()
     }
 
-    fn finish(mut self: Box<Self>) {
-        let _ = write_last_chunk(&mut *self.writer);
-        let _ = self.done.send(());
-    }
+    fn finish(self: Box<Self>) {}
 }
 
 fn watch(
     ctx: &ApiContext,
-    incoming: Incoming<'_, '_>,
+    incoming: &Incoming,
     key: &str,
     recursive: bool,
     stream: bool,
     wait_index: u64,
-) {
+) -> Response {
     let start = match ctx.hub.start(key, recursive, wait_index) {
         Ok(s) => s,
         Err(e) => return send(ctx, incoming, error_reply(ctx, &e)),
@@ -189,54 +172,40 @@ fn watch(
     let mut headers = base_headers(ctx, current);
     headers.extend(raft_headers(ctx));
     headers.extend(cors_headers(ctx, incoming.header("Origin").as_deref()));
-    let ex = incoming.ex;
-    if let Err(e) = write_chunked_head(ex.writer(), 200, &headers) {
-        log::debug!("watch on {key}: client gone: {e}");
-        ex.close = true;
-        return;
-    }
+    let head = chunked_head_bytes(200, &headers, false);
+    let (tx, rx) = smol::channel::bounded(WATCH_CHUNKS_QUEUED_MAX);
     let since = match start {
         WatchStart::Hit { event, .. } => {
-            let body = render::event_body(&event, clock::now_unix_nanos(), false);
-            if write_chunk(ex.writer(), &body).is_err() {
-                ex.close = true;
-                return;
-            }
+            let chunk = chunk_bytes(&render::event_body(&event, clock::now_unix_nanos(), false));
             if !stream {
-                if write_last_chunk(ex.writer()).is_err() {
-                    ex.close = true;
-                }
-                return;
+                let mut bytes = head;
+                bytes.extend_from_slice(&chunk);
+                bytes.extend_from_slice(LAST_CHUNK);
+                return Response::Bytes {
+                    bytes,
+                    close: false,
+                };
             }
+            let _ = tx.try_send(chunk);
             event.etcd_index + 1
         }
         WatchStart::Wait { since, .. } => since,
     };
-    // A client that stops reading must not hold a delivery thread forever.
-    let writer = match ex
-        .clone_stream()
-        .and_then(|w| w.set_write_timeout(Some(WATCH_WRITE_TIMEOUT)).map(|()| w))
-    {
-        Ok(w) => w,
-        Err(e) => {
-            log::warn!("watch on {key}: cannot keep the connection: {e}");
-            ex.close = true;
-            return;
-        }
-    };
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let sink = Box::new(ChunkedSink {
-        writer: Box::new(writer),
-        done: done_tx,
-    });
-    let id = ctx.hub.park(key, recursive, stream, since, sink);
+    let id = ctx.hub.park(
+        key,
+        recursive,
+        stream,
+        since,
+        Box::new(ChannelSink { chunks: tx }),
+    );
     let hub = std::sync::Arc::clone(&ctx.hub);
-    ex.park(Parked {
-        done: done_rx,
-        cancel: Box::new(move || {
+    Response::Stream {
+        head,
+        chunks: rx,
+        on_gone: Box::new(move || {
             if let Some(id) = id {
                 hub.cancel(id);
             }
         }),
-    });
+    }
 }

@@ -3,7 +3,6 @@
 //! Owning the bytes keeps the wire identical to etcd's for clients and the differential test.
 
 use crate::util::{clock, time};
-use std::io::Write;
 
 /// A complete response.
 #[derive(Debug, Clone)]
@@ -95,12 +94,13 @@ fn head_bytes(status: u16, headers: &[(&'static str, String)]) -> Vec<u8> {
 /// chunked response instead of a Content-Length.
 const GO_CHUNKING_BYTES: usize = 2048;
 
-/// Writes `reply`; `head_only` for HEAD requests (same headers, no body).
-pub fn write_reply(w: &mut dyn Write, reply: &Reply, head_only: bool) -> std::io::Result<()> {
+/// The bytes of `reply`; `head_only` for HEAD requests (same headers, no body).
+pub fn reply_bytes(reply: &Reply, head_only: bool) -> Vec<u8> {
     if reply.body.len() > GO_CHUNKING_BYTES && !head_only {
-        write_chunked_head_with(w, reply.status, &reply.headers, reply.close)?;
-        write_chunk(w, &reply.body)?;
-        return write_last_chunk(w);
+        let mut out = chunked_head_bytes(reply.status, &reply.headers, reply.close);
+        out.extend_from_slice(&chunk_bytes(&reply.body));
+        out.extend_from_slice(LAST_CHUNK);
+        return out;
     }
     let mut out = head_bytes(reply.status, &reply.headers);
     if reply.close {
@@ -114,48 +114,29 @@ pub fn write_reply(w: &mut dyn Write, reply: &Reply, head_only: bool) -> std::io
     if !head_only {
         out.extend_from_slice(&reply.body);
     }
-    w.write_all(&out)?;
-    w.flush()
+    out
 }
 
-/// Writes the head of a chunked response (a watch).
-pub fn write_chunked_head(
-    w: &mut dyn Write,
-    status: u16,
-    headers: &[(&'static str, String)],
-) -> std::io::Result<()> {
-    write_chunked_head_with(w, status, headers, false)
-}
-
-fn write_chunked_head_with(
-    w: &mut dyn Write,
-    status: u16,
-    headers: &[(&'static str, String)],
-    close: bool,
-) -> std::io::Result<()> {
+/// The head of a chunked response (a watch, or a body over Go's buffer).
+pub fn chunked_head_bytes(status: u16, headers: &[(&'static str, String)], close: bool) -> Vec<u8> {
     let mut out = head_bytes(status, headers);
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
-    w.write_all(&out)?;
-    w.flush()
+    out
 }
 
-/// Writes one chunk and flushes it.
-pub fn write_chunk(w: &mut dyn Write, data: &[u8]) -> std::io::Result<()> {
+/// One chunk (empty data gives nothing: an empty chunk would end the body).
+pub fn chunk_bytes(data: &[u8]) -> Vec<u8> {
     if data.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
     let mut out = format!("{:x}\r\n", data.len()).into_bytes();
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
-    w.write_all(&out)?;
-    w.flush()
+    out
 }
 
-/// Ends a chunked response.
-pub fn write_last_chunk(w: &mut dyn Write) -> std::io::Result<()> {
-    w.write_all(b"0\r\n\r\n")?;
-    w.flush()
-}
+/// The end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";

@@ -3,9 +3,9 @@
 //! `ServeMux` behaviour (OPTIONS, 301 for unclean paths, 404) live here; the endpoints are
 //! in `keys.rs` and `admin.rs`.
 
-use super::http1::{self, Exchange};
+use super::http1::{self, Request, Response};
 use super::path::{check_path, keys_key, redirect_body, PathCheck, BAD_REQUEST_BODY};
-use super::reply::{write_reply, Reply};
+use super::reply::{reply_bytes, Reply};
 use crate::cli::config::Cors;
 use crate::node::NodeHandle;
 use crate::storage::lmdb::LmdbStorage;
@@ -54,20 +54,20 @@ impl ApiContext {
     }
 }
 
-/// A request as the handlers see it: method, query and the exchange it answers on.
-pub struct Incoming<'a, 'c> {
-    /// The connection and the request head; the body is unread.
-    pub ex: &'a mut Exchange<'c>,
+/// A request as the handlers see it: method, query, head and body.
+pub struct Incoming {
+    /// The request (the body is read for PUT and POST).
+    pub request: Request,
     /// Upper-case method name.
     pub method: String,
     /// The raw query string (without '?').
     pub raw_query: String,
 }
 
-impl Incoming<'_, '_> {
+impl Incoming {
     /// A request header's value (first occurrence).
     pub fn header(&self, name: &str) -> Option<String> {
-        self.ex.head.header(name).map(str::to_string)
+        self.request.head.header(name).map(str::to_string)
     }
 }
 
@@ -83,19 +83,36 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, TcpListener)>, Stri
         .collect()
 }
 
-/// The most client connections open at once per listener (each holds one thread).
-const CONNECTIONS_MAX: usize = 4096;
+/// The most client connections open at once per listener.
+const CONNECTIONS_MAX: usize = 16_384;
 
-/// Serves every listener: one thread per open connection, requests handled on it.
+struct Api {
+    ctx: Arc<ApiContext>,
+}
+
+impl http1::Service for Api {
+    fn call(&self, request: Request) -> impl std::future::Future<Output = Response> + Send {
+        let ctx = Arc::clone(&self.ctx);
+        async move { handle(&ctx, request).await }
+    }
+}
+
+/// Serves every listener on `executor`: each client connection is a task.
 pub fn serve(
+    executor: &Arc<smol::Executor<'static>>,
     listeners: Vec<(SocketAddr, TcpListener)>,
     ctx: Arc<ApiContext>,
 ) -> Result<(), String> {
+    let api = Arc::new(Api { ctx });
     for (addr, listener) in listeners {
-        let ctx = Arc::clone(&ctx);
-        let handler: Arc<http1::Handler> = Arc::new(move |ex: &mut Exchange<'_>| handle(&ctx, ex));
-        http1::serve(listener, handler, CONNECTIONS_MAX)
-            .map_err(|e| format!("cannot serve clients on {addr}: {e}"))?;
+        http1::serve(
+            executor,
+            listener,
+            Arc::clone(&api),
+            super::params::BODY_BYTES_MAX,
+            CONNECTIONS_MAX,
+        )
+        .map_err(|e| format!("cannot serve clients on {addr}: {e}"))?;
     }
     Ok(())
 }
@@ -124,32 +141,31 @@ pub fn cors_headers(ctx: &ApiContext, origin: Option<&str>) -> Vec<(&'static str
     }
 }
 
-/// Sends `reply` with the CORS headers added.
-pub fn send(ctx: &ApiContext, incoming: Incoming<'_, '_>, mut reply: Reply) {
+/// `reply` with the CORS headers added, as the connection's response.
+pub fn send(ctx: &ApiContext, incoming: &Incoming, mut reply: Reply) -> Response {
     let origin = incoming.header("Origin");
     reply.headers.extend(cors_headers(ctx, origin.as_deref()));
     let head_only = incoming.method == "HEAD";
-    incoming.ex.close |= reply.close;
-    if let Err(e) = write_reply(incoming.ex.writer(), &reply, head_only) {
-        log::debug!("cannot write a response: {e}");
-        incoming.ex.close = true;
+    Response::Bytes {
+        bytes: reply_bytes(&reply, head_only),
+        close: reply.close,
     }
 }
 
-fn handle(ctx: &ApiContext, ex: &mut Exchange<'_>) {
-    let method = ex.head.method.to_ascii_uppercase();
-    let url = ex.head.target.clone();
+async fn handle(ctx: &ApiContext, request: Request) -> Response {
+    let method = request.head.method.to_ascii_uppercase();
+    let url = request.head.target.clone();
     let (raw_path, raw_query) = match url.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (url.clone(), String::new()),
     };
     let incoming = Incoming {
-        ex,
+        request,
         method,
         raw_query,
     };
     if incoming.method == "OPTIONS" {
-        return send(ctx, incoming, Reply::new(200, Vec::new()));
+        return send(ctx, &incoming, Reply::new(200, Vec::new()));
     }
     let path = match check_path(&raw_path, &incoming.raw_query) {
         Ok(PathCheck::Clean(p)) => p,
@@ -165,18 +181,18 @@ fn handle(ctx: &ApiContext, ex: &mut Exchange<'_>) {
             }
             // Go's Redirect writes no body for HEAD, so no Content-Length either.
             reply.no_length = incoming.method == "HEAD";
-            return send(ctx, incoming, reply);
+            return send(ctx, &incoming, reply);
         }
         Err(why) => {
             log::debug!("bad request target {raw_path:?}: {why}");
             let mut reply = Reply::new(400, BAD_REQUEST_BODY.to_vec())
                 .header("Content-Type", "text/plain; charset=utf-8");
             reply.close = true;
-            return send(ctx, incoming, reply);
+            return send(ctx, &incoming, reply);
         }
     };
     if let Some(key) = keys_key(&path) {
-        return super::keys::handle(ctx, incoming, key);
+        return super::keys::handle(ctx, incoming, key).await;
     }
-    super::admin::handle(ctx, incoming, &path);
+    super::admin::handle(ctx, incoming, &path).await
 }

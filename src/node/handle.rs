@@ -4,7 +4,7 @@
 use super::Input;
 use crate::store::{Command, Event, V2Error};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,11 +52,29 @@ fn raft_error(cause: &str) -> V2Error {
     V2Error::new(crate::store::error::RAFT_INTERNAL, cause, 0)
 }
 
+/// Waits for `rx` at most `timeout`; etcd's timeout error after it, "stopped" when the node
+/// went away.
+async fn reply_within<T>(
+    rx: smol::channel::Receiver<Result<T, V2Error>>,
+    timeout: Duration,
+) -> Result<T, V2Error> {
+    let answer = async { Some(rx.recv().await) };
+    let expired = async {
+        smol::Timer::after(timeout).await;
+        None
+    };
+    match smol::future::or(answer, expired).await {
+        Some(Ok(result)) => result,
+        Some(Err(_)) => Err(raft_error(STOPPED_CAUSE)),
+        None => Err(raft_error(TIMEOUT_CAUSE)),
+    }
+}
+
 impl NodeHandle {
     /// Proposes `command` and waits until it is applied on this member. The outer error is
     /// etcd's 300 (timeout, stopped, no space); a store error (e.g. 100) comes back as the
     /// inner one.
-    pub fn propose(
+    pub async fn propose(
         &self,
         command: Command,
         body_bytes: usize,
@@ -68,29 +86,26 @@ impl NodeHandle {
         {
             return Err(raft_error(NO_SPACE_CAUSE));
         }
-        let (reply, rx) = mpsc::channel();
+        let (reply, rx) = smol::channel::bounded(1);
         self.tx
             .send(Input::Propose { command, reply })
             .map_err(|_| raft_error(STOPPED_CAUSE))?;
-        match rx.recv_timeout(self.request_timeout) {
-            Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(raft_error(TIMEOUT_CAUSE)),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(raft_error(STOPPED_CAUSE)),
-        }
+        reply_within(rx, self.request_timeout).await
     }
 
     /// Waits until every write committed before this call is applied here (ReadIndex), so
     /// a read that follows is linearizable.
-    pub fn read_barrier(&self) -> Result<(), V2Error> {
-        let (reply, rx) = mpsc::channel();
+    pub async fn read_barrier(&self) -> Result<(), V2Error> {
+        self.read_barrier_within(self.request_timeout).await
+    }
+
+    /// [`Self::read_barrier`] with its own deadline.
+    pub async fn read_barrier_within(&self, timeout: Duration) -> Result<(), V2Error> {
+        let (reply, rx) = smol::channel::bounded(1);
         self.tx
             .send(Input::ReadIndex { reply })
             .map_err(|_| raft_error(STOPPED_CAUSE))?;
-        match rx.recv_timeout(self.request_timeout) {
-            Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(raft_error(TIMEOUT_CAUSE)),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(raft_error(STOPPED_CAUSE)),
-        }
+        reply_within(rx, timeout).await
     }
 
     /// Asks the node thread to stop.

@@ -25,7 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The reply to a proposal: the outer error is etcd's 300 family, the inner one a store error.
-pub type ProposeReply = Sender<Result<Result<Event, V2Error>, V2Error>>;
+pub type ProposeReply = smol::channel::Sender<Result<Result<Event, V2Error>, V2Error>>;
+/// The reply to a read barrier.
+pub type ReadReply = smol::channel::Sender<Result<(), V2Error>>;
 
 /// Inputs of the node thread.
 pub enum Input {
@@ -39,7 +41,7 @@ pub enum Input {
     /// A linearizable read waiting for the read index to be applied.
     ReadIndex {
         /// Answered once it is safe to read locally.
-        reply: Sender<Result<(), V2Error>>,
+        reply: ReadReply,
     },
     /// The storage thread finished a batch.
     Persisted(Result<BatchOutcome, StorageError>),
@@ -235,7 +237,7 @@ struct Node {
     /// Proposals waiting for their log index to be applied.
     pending: BTreeMap<u64, ProposeReply>,
     /// Linearizable reads waiting for (read index, reply).
-    reads: Vec<(u64, Sender<Result<(), V2Error>>)>,
+    reads: Vec<(u64, ReadReply)>,
     next_expiration: Option<u64>,
     sync_in_flight: bool,
 }
@@ -284,11 +286,11 @@ impl Node {
             Input::Propose { command, reply } => self.propose(command, reply),
             Input::ReadIndex { reply } => match self.raft.read_index() {
                 Ok(index) if index <= self.raft.applied_index() => {
-                    let _ = reply.send(Ok(()));
+                    let _ = reply.try_send(Ok(()));
                 }
                 Ok(index) => self.reads.push((index, reply)),
                 Err(e) => {
-                    let _ = reply.send(Err(V2Error::new(
+                    let _ = reply.try_send(Err(V2Error::new(
                         crate::store::error::RAFT_INTERNAL,
                         e.to_string(),
                         0,
@@ -308,7 +310,7 @@ impl Node {
         let encoded = match batch::encode_command(&command) {
             Ok(e) => e,
             Err(e) => {
-                let _ = reply.send(Err(V2Error::new(300, e.to_string(), 0)));
+                let _ = reply.try_send(Err(V2Error::new(300, e.to_string(), 0)));
                 return;
             }
         };
@@ -317,7 +319,7 @@ impl Node {
                 self.pending.insert(index, reply);
             }
             Err(e) => {
-                let _ = reply.send(Err(V2Error::new(300, e.to_string(), 0)));
+                let _ = reply.try_send(Err(V2Error::new(300, e.to_string(), 0)));
             }
         }
     }
@@ -364,7 +366,7 @@ impl Node {
                 let failed: Vec<u64> = self.pending.range(durable + 1..).map(|(i, _)| *i).collect();
                 for index in failed {
                     if let Some(reply) = self.pending.remove(&index) {
-                        let _ = reply.send(Err(V2Error::new(300, NO_SPACE_CAUSE, 0)));
+                        let _ = reply.try_send(Err(V2Error::new(300, NO_SPACE_CAUSE, 0)));
                     }
                 }
                 return Ok(());
@@ -393,7 +395,7 @@ impl Node {
         for (index, result) in outcome.results {
             if let Some(reply) = self.pending.remove(&index) {
                 let answer = result.map(|mut applied| applied.remove(0).event);
-                let _ = reply.send(Ok(answer));
+                let _ = reply.try_send(Ok(answer));
             }
         }
         // Entries without a command (the leader's no-op) have no waiter; waiters below the
@@ -402,7 +404,7 @@ impl Node {
         let stale: Vec<u64> = self.pending.range(..=applied).map(|(i, _)| *i).collect();
         for index in stale {
             if let Some(reply) = self.pending.remove(&index) {
-                let _ = reply.send(Err(V2Error::new(300, TIMEOUT_CAUSE, 0)));
+                let _ = reply.try_send(Err(V2Error::new(300, TIMEOUT_CAUSE, 0)));
             }
         }
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads)
@@ -410,7 +412,7 @@ impl Node {
             .partition(|(index, _)| *index <= applied);
         self.reads = waiting;
         for (_, reply) in ready {
-            let _ = reply.send(Ok(()));
+            let _ = reply.try_send(Ok(()));
         }
         Ok(())
     }
@@ -427,10 +429,10 @@ impl Node {
 
     fn fail_all(&mut self, cause: &str) {
         for (_, reply) in std::mem::take(&mut self.pending) {
-            let _ = reply.send(Err(V2Error::new(300, cause, 0)));
+            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
         }
         for (_, reply) in std::mem::take(&mut self.reads) {
-            let _ = reply.send(Err(V2Error::new(300, cause, 0)));
+            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
         }
     }
 }

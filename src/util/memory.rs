@@ -2,8 +2,7 @@
 #![allow(unsafe_code)]
 
 /// Caps glibc's malloc arenas. By default glibc gives threads up to 8 arenas per core, each
-/// keeping its own free memory; with a thread per client connection that multiplies RSS for
-/// no gain on a 1-4 core board. Two arenas keep the node and storage threads off the
+/// keeping its own free memory; that multiplies RSS for no gain on a 1-4 core board. Two arenas keep the node and storage threads off the
 /// connections' arena lock. Only glibc has `mallopt`; elsewhere this does nothing.
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
