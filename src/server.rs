@@ -142,12 +142,32 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         identity.cluster_id,
         config.data_dir.display()
     );
+    // If the node thread stops on its own (the disk failed), the process must exit so that
+    // its supervisor restarts it from what is durable.
+    let node_thread = running.node_thread;
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("node-watch".into())
+        .spawn(move || {
+            let why = match node_thread.join() {
+                Ok(Ok(())) => {
+                    let _ = stopped_tx.send(());
+                    return;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the node thread panicked".to_string(),
+            };
+            log::error!("stopping: {why}");
+            eprintln!("pikv: {why}");
+            std::process::exit(1);
+        })
+        .map_err(|e| ServerError(format!("cannot start the node watcher thread: {e}")))?;
     crate::util::signal::wait_for_termination();
     log::info!("stopping");
     hub.close_all();
     running.handle.shutdown();
-    match running.node_thread.join() {
-        Ok(result) => result.map_err(ServerError::from),
-        Err(_) => Err(ServerError("the node thread panicked".into())),
-    }
+    // Let the node answer what it still holds; a batch being committed is safe to cut
+    // (LMDB survives a process exit mid-commit).
+    let _ = stopped_rx.recv_timeout(Duration::from_secs(5));
+    Ok(())
 }

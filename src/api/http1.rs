@@ -105,21 +105,42 @@ enum Framing {
     Done,
 }
 
+// Strict about framing, as Go is: two different lengths, a length that is not plain
+// digits, a repeated or non-chunked Transfer-Encoding, or both headers at once could make
+// pikv and a proxy in front of it see different request boundaries.
 fn framing_of(head: &RequestHead) -> Result<Framing, String> {
-    if let Some(te) = head.header("Transfer-Encoding") {
-        if te.eq_ignore_ascii_case("chunked") {
-            return Ok(Framing::Chunked(None));
+    let values = |name: &str| -> Vec<&str> {
+        head.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let te = values("Transfer-Encoding");
+    let cl = values("Content-Length");
+    if !te.is_empty() {
+        if te.len() > 1 || !te[0].eq_ignore_ascii_case("chunked") {
+            return Err(format!("unsupported transfer encoding: {te:?}"));
         }
-        return Err(format!("unsupported transfer encoding: {te:?}"));
+        if !cl.is_empty() {
+            return Err("both Transfer-Encoding and Content-Length".into());
+        }
+        return Ok(Framing::Chunked(None));
     }
-    match head.header("Content-Length") {
-        Some(v) => v
-            .trim()
-            .parse::<u64>()
-            .map(Framing::Length)
-            .map_err(|_| format!("bad Content-Length {v:?}")),
-        None => Ok(Framing::Done),
+    let Some(first) = cl.first() else {
+        return Ok(Framing::Done);
+    };
+    if cl.iter().any(|v| v.trim() != first.trim()) {
+        return Err(format!("conflicting Content-Length values {cl:?}"));
     }
+    let digits = first.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("bad Content-Length {first:?}"));
+    }
+    digits
+        .parse::<u64>()
+        .map(Framing::Length)
+        .map_err(|_| format!("bad Content-Length {first:?}"))
 }
 
 fn keep_alive(head: &RequestHead) -> bool {
@@ -462,11 +483,15 @@ async fn stream_chunks(
                 _ => Next::ClientGone,
             }
         };
+        // A failed write means the client is gone too: the watcher must be cancelled.
         match smol::future::or(chunk, gone).await {
-            Next::Chunk(Some(bytes)) => writer.write_all(&bytes).await?,
+            Next::Chunk(Some(bytes)) => {
+                if writer.write_all(&bytes).await.is_err() {
+                    return Ok(false);
+                }
+            }
             Next::Chunk(None) => {
-                writer.write_all(super::reply::LAST_CHUNK).await?;
-                return Ok(true);
+                return Ok(writer.write_all(super::reply::LAST_CHUNK).await.is_ok());
             }
             Next::ClientGone => return Ok(false),
         }
@@ -516,6 +541,46 @@ mod tests {
             smol::block_on(read_head(&mut &huge[..])),
             Err(HeadError::TooLarge)
         ));
+    }
+
+    #[test]
+    fn framing_is_strict_about_lengths_and_encodings() {
+        let head = |hs: &[(&str, &str)]| RequestHead {
+            method: "PUT".into(),
+            target: "/".into(),
+            minor: 1,
+            headers: hs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert_eq!(
+            framing_of(&head(&[("Content-Length", "9")])),
+            Ok(Framing::Length(9))
+        );
+        assert_eq!(
+            framing_of(&head(&[("Content-Length", "9"), ("content-length", "9")])),
+            Ok(Framing::Length(9))
+        );
+        assert_eq!(
+            framing_of(&head(&[("Transfer-Encoding", "chunked")])),
+            Ok(Framing::Chunked(None))
+        );
+        assert_eq!(framing_of(&head(&[])), Ok(Framing::Done));
+        for bad in [
+            &[("Content-Length", "9"), ("Content-Length", "62")][..],
+            &[("Content-Length", "+7")],
+            &[("Content-Length", "")],
+            &[("Content-Length", "-1")],
+            &[("Transfer-Encoding", "chunked"), ("Content-Length", "3")],
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+            &[("Transfer-Encoding", "gzip")],
+        ] {
+            assert!(framing_of(&head(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -191,13 +191,17 @@ fn watch(
         }
         WatchStart::Wait { since, .. } => since,
     };
-    let id = ctx.hub.park(
+    let parked = ctx.hub.park(
         key,
         recursive,
         stream,
         since,
         Box::new(ChannelSink { chunks: tx }),
     );
+    let id = match parked {
+        Ok(id) => id,
+        Err(e) => return send(ctx, incoming, error_reply(ctx, &e)),
+    };
     let hub = std::sync::Arc::clone(&ctx.hub);
     Response::Stream {
         head,

@@ -123,6 +123,7 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
         reads: Vec::new(),
         next_expiration,
         sync_in_flight: false,
+        sync_not_before: 0,
     };
     node.publish_status();
     let node_thread = std::thread::Builder::new()
@@ -160,6 +161,37 @@ impl StorageThread {
     // Near the quota the retained log tail is the easiest space to give back: a single
     // member has no follower that could still need it, so everything applied can go. (A
     // cluster will need a snapshot for followers behind the compacted log instead.)
+    // A full map fails the whole batch, housekeeping included: give space back in a
+    // transaction of its own, so the next batch can succeed.
+    fn make_room(&mut self) {
+        let last = self.state.applied;
+        let maint = batch::Maintenance {
+            compact: (self.first_index > 0 && last > self.first_index)
+                .then(|| (self.first_index, last - 1)),
+            trim_history_to: Some(HISTORY_KEPT_UNDER_PRESSURE),
+        };
+        let empty = Ready::default();
+        match batch::write_batch(
+            &*self.storage,
+            &self.store,
+            &empty,
+            &mut self.state,
+            self.durable,
+            maint,
+        ) {
+            Ok(_) => {
+                if let Some((_, last)) = maint.compact {
+                    self.first_index = last + 1;
+                }
+                match self.storage.used_bytes() {
+                    Ok(used) => self.status.used_bytes.store(used, Ordering::SeqCst),
+                    Err(e) => log::warn!("{e}"),
+                }
+            }
+            Err(e) => log::warn!("cannot make room in the full map: {e}"),
+        }
+    }
+
     // The persisted watch history goes down to its newest 100 events too: with large values
     // 1,000 events can hold more than the user's own data.
     fn maintenance(&self) -> batch::Maintenance {
@@ -212,6 +244,9 @@ fn spawn_storage_thread(
                         Err(e) => log::warn!("{e}"),
                     }
                 }
+                if outcome.as_ref().is_err_and(StorageError::is_map_full) {
+                    st.make_room();
+                }
                 if node.send(Input::Persisted(outcome)).is_err() {
                     break;
                 }
@@ -240,6 +275,8 @@ struct Node {
     reads: Vec<(u64, ReadReply)>,
     next_expiration: Option<u64>,
     sync_in_flight: bool,
+    /// No expiry proposal before this time (backoff after the disk was full).
+    sync_not_before: u64,
 }
 
 impl Node {
@@ -276,7 +313,7 @@ impl Node {
         if self.sync_in_flight {
             return None;
         }
-        let at = self.next_expiration?;
+        let at = self.next_expiration?.max(self.sync_not_before);
         let now = clock::now_unix_nanos();
         Some(Duration::from_nanos(at.saturating_sub(now)) + Duration::from_millis(1))
     }
@@ -328,6 +365,7 @@ impl Node {
         let Some(at) = self.next_expiration else {
             return;
         };
+        let at = at.max(self.sync_not_before);
         let now = clock::now_unix_nanos();
         if self.sync_in_flight || now < at {
             return;
@@ -362,12 +400,18 @@ impl Node {
                 self.status.batches_map_full.fetch_add(1, Ordering::Relaxed);
                 self.raft.persist_failed();
                 self.sync_in_flight = false;
+                // An expiry that cannot be written is retried a second later, not at once.
+                self.sync_not_before = clock::now_unix_nanos().saturating_add(1_000_000_000);
                 let durable = self.raft.last_index();
                 let failed: Vec<u64> = self.pending.range(durable + 1..).map(|(i, _)| *i).collect();
                 for index in failed {
                     if let Some(reply) = self.pending.remove(&index) {
                         let _ = reply.try_send(Err(V2Error::new(300, NO_SPACE_CAUSE, 0)));
                     }
+                }
+                // Reads waited for writes that now never happened: what is applied is current.
+                for (_, reply) in std::mem::take(&mut self.reads) {
+                    let _ = reply.try_send(Ok(()));
                 }
                 return Ok(());
             }

@@ -266,7 +266,9 @@ impl LmdbStorage {
         let info = self.env.info();
         let high_water = (info.last_page_number as u64 + 1).saturating_mul(page_size());
         // Cheap estimate first; the exact count walks every database's statistics.
-        if high_water < self.map_bytes / 10 * 8 {
+        // (below 60 %, under the 70 % where the node starts to make room: the high-water mark
+        // never goes down, so near the quota only the exact count can say space came back).
+        if high_water < self.map_bytes / 10 * 6 {
             return Ok(high_water);
         }
         self.env

@@ -137,7 +137,8 @@ impl WatchHub {
 
     /// Parks a watcher. Events published since `start` are looked up again first, so none
     /// falls between the two calls. Returns the watcher's id, or `None` when the event was
-    /// already there and the sink has been handed to a delivery.
+    /// already there and the sink has been handed to a delivery. If the history was cleared
+    /// past `since` in between, the sink is dropped and the 401 comes back.
     pub fn park(
         &self,
         key: &str,
@@ -145,7 +146,7 @@ impl WatchHub {
         stream: bool,
         since: u64,
         sink: Box<dyn WatchSink>,
-    ) -> Option<u64> {
+    ) -> Result<Option<u64>, V2Error> {
         let mut deliveries = Vec::new();
         let registered;
         {
@@ -159,6 +160,7 @@ impl WatchHub {
                     sink: Mutex::new(Some(sink)),
                 });
                 // A stream catches up on everything matching in history, then goes live.
+                inner.history.scan(key, recursive, since, current)?;
                 while let Ok(Some(e)) = inner.history.scan(key, recursive, since, current) {
                     since = e.etcd_index + 1;
                     lock_backlog(&state).push_back(e.clone());
@@ -168,14 +170,14 @@ impl WatchHub {
                 }
                 Target::Stream(state)
             } else {
-                match inner.history.scan(key, recursive, since, current) {
-                    Ok(Some(e)) => {
+                match inner.history.scan(key, recursive, since, current)? {
+                    Some(e) => {
                         let e = e.clone();
                         drop(inner);
                         self.deliver(vec![Delivery::Once(sink, Box::new(e))]);
-                        return None;
+                        return Ok(None);
                     }
-                    Ok(None) | Err(_) => Target::Once(sink),
+                    None => Target::Once(sink),
                 }
             };
             let id = inner.next_id;
@@ -192,7 +194,7 @@ impl WatchHub {
             registered = id;
         }
         self.deliver(deliveries);
-        Some(registered)
+        Ok(Some(registered))
     }
 
     /// Removes a watcher whose client has gone, ending its response.
@@ -300,6 +302,8 @@ fn drain_stream(state: &StreamState) {
         };
         let alive = sink.as_mut().is_some_and(|s| s.send_event(&event));
         if !alive {
+            // The hub drops a dead stream's watcher at its next notification.
+            state.dead.store(true, std::sync::atomic::Ordering::SeqCst);
             if let Some(s) = sink.take() {
                 s.finish();
             }
@@ -360,6 +364,9 @@ fn notify_path(
             continue;
         }
         match &w.target {
+            Target::Stream(state) if state.dead.load(std::sync::atomic::Ordering::SeqCst) => {
+                inner.watchers.remove(&id);
+            }
             Target::Stream(state) => {
                 let overflow = {
                     let mut backlog = lock_backlog(state);

@@ -95,3 +95,54 @@ fn five_hundred_parked_watchers_all_get_their_event() {
         "all watchers removed after their event: {stats}"
     );
 }
+
+/// Watchers whose clients went away must leave the hub: stream and plain watchers are
+/// opened, their connections dropped, and after a few writes to the watched keys
+/// `/v2/stats/store` reports no watcher (a deadline bounds the wait, nothing is timed).
+#[test]
+fn watchers_of_departed_clients_are_dropped() {
+    let s = Server::start(support::target());
+    let mut parked = Vec::new();
+    for i in 0..10 {
+        let target = if i % 2 == 0 {
+            "/v2/keys/gone?wait=true&stream=true".to_string()
+        } else {
+            format!("/v2/keys/gone{i}?wait=true")
+        };
+        let p = http::start(
+            s.client_port,
+            "GET",
+            &target,
+            &[],
+            b"",
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("watcher {i}: {e}"));
+        assert_eq!(p.status, 200);
+        parked.push(p);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.get("/v2/stats/store").json()["watchers"] != 10u64 {
+        assert!(Instant::now() < deadline, "watchers never reached 10");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(parked);
+    let mut n = 0;
+    loop {
+        // Writes give a leaked stream watcher the chance to show up in the count.
+        assert_eq!(
+            s.put("/v2/keys/gone", &format!("value={n}")).status / 100,
+            2
+        );
+        n += 1;
+        let watchers = s.get("/v2/stats/store").json()["watchers"].clone();
+        if watchers == 0u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watchers still counted after their clients left: {watchers}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
