@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 /// Go's default limit on the request line and headers (1 MiB, plus its 4 KiB slack).
 const HEADER_BYTES_MAX: usize = (1 << 20) + 4096;
+/// How long the rest of a request head may take once its first byte arrived.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes of a request body nobody reads that are skipped to keep the connection usable
 /// (Go's value); beyond it the connection closes.
 const DRAIN_BYTES_MAX: u64 = 256 * 1024;
@@ -401,7 +403,24 @@ async fn serve_connection<S: Service>(
     let mut reader: Reader<'_> = BufReader::with_capacity(4096, &stream);
     let mut writer = &stream;
     loop {
-        let head = match read_head(&mut reader).await {
+        // An idle keep-alive connection may wait for its next request as long as it likes
+        // (clients pool them); once a request has begun, its head must arrive in time, so
+        // a client that trickles bytes cannot hold a connection and its buffer forever.
+        match reader.fill_buf().await {
+            Ok([]) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+        let head_in_time = async { Some(read_head(&mut reader).await) };
+        let late = async {
+            smol::Timer::after(HEAD_TIMEOUT).await;
+            None
+        };
+        let Some(head) = smol::future::or(head_in_time, late).await else {
+            log::debug!("request head not complete after {HEAD_TIMEOUT:?}: closing");
+            return Ok(());
+        };
+        let head = match head {
             Ok(h) => h,
             Err(HeadError::Closed) => return Ok(()),
             Err(HeadError::Io(e)) => return Err(e),

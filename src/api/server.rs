@@ -84,7 +84,7 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, TcpListener)>, Stri
 }
 
 /// The most client connections open at once per listener.
-const CONNECTIONS_MAX: usize = 16_384;
+const CONNECTIONS_MAX: usize = 4096;
 
 struct Api {
     ctx: Arc<ApiContext>,

@@ -210,7 +210,10 @@ fn curl_tutorial_and_spec_examples() {
         "{}",
         r.body
     );
-    assert_eq!(j["prevNode"]["ttl"], 5, "{}", r.body);
+    // prevNode's ttl is the remaining time when the update ran: 5, or 4 if the machine was
+    // slow enough for a second to pass between the two curls.
+    let prev_ttl = j["prevNode"]["ttl"].as_i64().unwrap_or(0);
+    assert!((4..=5).contains(&prev_ttl), "{}", r.body);
     let r = curl(&[
         &u("/v2/keys/foo"),
         "-XPUT",

@@ -54,6 +54,38 @@ struct Rec<'a> {
     steps: Vec<Step>,
     /// etcd index of this server just before the script's first write.
     base: Option<u64>,
+    /// Keeps the two runs in step, so TTLs are compared at the same moments.
+    lockstep: Option<(&'a Lockstep, usize)>,
+}
+
+/// Holds each of the two script runs at every request until the other run has reached it
+/// too (or 5 s passed, so a run that took another path cannot hang the test). Without it a
+/// loaded machine lets one run drift seconds ahead, and remaining TTLs no longer compare.
+#[derive(Default)]
+struct Lockstep {
+    reached: std::sync::Mutex<[usize; 2]>,
+    moved: std::sync::Condvar,
+}
+
+impl Lockstep {
+    fn arrive(&self, side: usize, step: usize) {
+        let Ok(mut reached) = self.reached.lock() else {
+            return;
+        };
+        reached[side] = step;
+        self.moved.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while reached[1 - side] < step {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            match self.moved.wait_timeout(reached, deadline - now) {
+                Ok((r, _)) => reached = r,
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 /// A live watch whose headers have arrived.
@@ -128,6 +160,7 @@ impl<'a> Rec<'a> {
             s,
             steps: Vec::new(),
             base: None,
+            lockstep: None,
         }
     }
 
@@ -150,6 +183,9 @@ impl<'a> Rec<'a> {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
+        if let Some((ls, side)) = self.lockstep {
+            ls.arrive(side, self.steps.len() + 1);
+        }
         let resp = http::try_request(
             self.s.client_port,
             method,
@@ -1498,8 +1534,9 @@ fn allowed(label: &str, field: &str) -> bool {
         .any(|(l, f, _why)| label.starts_with(l) && field.starts_with(f))
 }
 
-fn run_script(s: &Server) -> (Vec<Step>, u64) {
+fn run_script(s: &Server, lockstep: Option<(&Lockstep, usize)>) -> (Vec<Step>, u64) {
     let mut c = Rec::new(s);
+    c.lockstep = lockstep;
     script(&mut c);
     let base = c.base();
     (c.steps, base)
@@ -1519,9 +1556,10 @@ fn differential_against_etcd() {
         b_kind.label(),
         srv.client_port
     );
+    let lockstep = Lockstep::default();
     let ((sa, base_a), (sb, base_b)) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| run_script(&ref_srv));
-        let b = run_script(&srv);
+        let h = sc.spawn(|| run_script(&ref_srv, Some((&lockstep, 0))));
+        let b = run_script(&srv, Some((&lockstep, 1)));
         (h.join().expect("script against etcd panicked"), b)
     });
     assert_eq!(sa.len(), sb.len(), "the script took different paths");
