@@ -446,37 +446,29 @@ fn scan_in(
     Ok(())
 }
 
-impl KvRead for LmdbRead<'_> {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        get_in(&self.txn, &self.dbs, self.path, table, key)
-    }
+// Both transaction kinds read the same way (a write transaction derefs to a read one).
+macro_rules! impl_kv_read {
+    ($t:ty) => {
+        impl KvRead for $t {
+            fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+                get_in(&self.txn, &self.dbs, self.path, table, key)
+            }
 
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StorageError> {
-        scan_in(&self.txn, &self.dbs, self.path, table, start, end, visit)
-    }
+            fn scan(
+                &self,
+                table: Table,
+                start: &[u8],
+                end: Option<&[u8]>,
+                visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+            ) -> Result<(), StorageError> {
+                scan_in(&self.txn, &self.dbs, self.path, table, start, end, visit)
+            }
+        }
+    };
 }
 
-impl KvRead for LmdbTxn<'_> {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        get_in(&self.txn, &self.dbs, self.path, table, key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StorageError> {
-        scan_in(&self.txn, &self.dbs, self.path, table, start, end, visit)
-    }
-}
+impl_kv_read!(LmdbRead<'_>);
+impl_kv_read!(LmdbTxn<'_>);
 
 impl KvWrite for LmdbTxn<'_> {
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
