@@ -7,7 +7,7 @@ use crate::node::{self, bootstrap, NodeParts};
 use crate::storage::lmdb::LmdbStorage;
 use crate::storage::Identity;
 use crate::store::V2Store;
-use crate::util::{clock, pool::Pool};
+use crate::util::clock;
 use crate::watch::WatchHub;
 use std::fmt;
 use std::sync::Arc;
@@ -30,11 +30,6 @@ impl From<crate::storage::StorageError> for ServerError {
         ServerError(e.to_string())
     }
 }
-
-/// Threads kept for watch deliveries when idle, and their cap: a delivery is one short
-/// write, so a few threads serve thousands of watchers.
-const DELIVERY_THREADS_MIN: usize = 1;
-const DELIVERY_THREADS_MAX: usize = 64;
 
 /// Threads running the client-connection tasks: one per core on small boards, at most two
 /// (the node and storage threads need the rest).
@@ -101,8 +96,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         let view = storage.read()?;
         (V2Store::current_index(&view)?, V2Store::history(&view)?)
     };
-    let pool = Pool::new("watch", DELIVERY_THREADS_MIN, DELIVERY_THREADS_MAX);
-    let hub = Arc::new(WatchHub::new(current, history, pool));
+    let hub = Arc::new(WatchHub::new(current, history));
     // etcd's request timeout: 5 s plus two election timeouts.
     let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
     let running = node::start(NodeParts {

@@ -1,10 +1,9 @@
-//! Small std-only helpers: clocks, checksums, SHA-1 for ids, the thread pool, Go-compatible
+//! Small std-only helpers: clocks, checksums, SHA-1 for ids, Go-compatible
 //! time formatting.
 
 pub mod checksum;
 pub mod clock;
 pub mod memory;
-pub mod pool;
 pub mod sha1;
 pub mod signal;
 pub mod time;

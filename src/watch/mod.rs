@@ -1,6 +1,7 @@
 //! The watch hub: parked long-polls, answered from the apply path. A parked watch holds no
-//! thread of pikv's — only its sink (the response writer) sits in the hub — and deliveries
-//! run on the pool, so a slow client never blocks the node thread.
+//! thread of pikv's — only its sink (a channel into the connection's task) sits in the hub —
+//! and sinks never block, so deliveries run right on the publishing thread, after the hub's
+//! lock is released.
 //!
 //! Live matching follows etcd's watcher hub (spec §4.4): watchers on the event's key and
 //! recursive watchers on its ancestors (unless a component below them is hidden); for
@@ -10,7 +11,6 @@
 pub mod history;
 
 use crate::store::{Applied, Event, V2Error};
-use crate::util::pool::Pool;
 use history::History;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +20,8 @@ const STREAM_BACKLOG_MAX: usize = 100;
 
 /// Where a watcher's events go: the client's response.
 pub trait WatchSink: Send {
-    /// Writes one event; `false` when the client is gone.
+    /// Hands one event over without blocking (the node thread calls it); `false` when the
+    /// client is gone or too far behind.
     fn send_event(&mut self, event: &Event) -> bool;
     /// Ends the response.
     fn finish(self: Box<Self>);
@@ -75,7 +76,6 @@ struct Inner {
 /// The hub; shared by the node thread (publish) and API workers (watch).
 pub struct WatchHub {
     inner: Mutex<Inner>,
-    pool: Pool,
 }
 
 enum Delivery {
@@ -85,14 +85,13 @@ enum Delivery {
 
 impl WatchHub {
     /// A hub starting at `current` with the persisted `history`.
-    pub fn new(current: u64, history: Vec<Event>, pool: Pool) -> WatchHub {
+    pub fn new(current: u64, history: Vec<Event>) -> WatchHub {
         WatchHub {
             inner: Mutex::new(Inner {
                 history: History::from_events(history),
                 current,
                 ..Inner::default()
             }),
-            pool,
         }
     }
 
@@ -212,7 +211,7 @@ impl WatchHub {
             Some(Target::Once(sink)) => sink.finish(),
             Some(Target::Stream(state)) => {
                 state.dead.store(true, std::sync::atomic::Ordering::SeqCst);
-                self.pool.spawn(move || drain_stream(&state));
+                drain_stream(&state);
             }
             None => {}
         }
@@ -268,11 +267,11 @@ impl WatchHub {
     fn deliver(&self, deliveries: Vec<Delivery>) {
         for d in deliveries {
             match d {
-                Delivery::Once(mut sink, event) => self.pool.spawn(move || {
+                Delivery::Once(mut sink, event) => {
                     sink.send_event(&event);
                     sink.finish();
-                }),
-                Delivery::Stream(state) => self.pool.spawn(move || drain_stream(&state)),
+                }
+                Delivery::Stream(state) => drain_stream(&state),
             }
         }
     }
