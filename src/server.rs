@@ -92,10 +92,9 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         }
     };
     let store = Arc::new(V2Store::new());
-    let (current, history) = {
-        let view = storage.read()?;
-        (V2Store::current_index(&view)?, V2Store::history(&view)?)
-    };
+    // One read transaction at a time on this thread (LMDB's reader slots are per thread).
+    let current = V2Store::current_index(&storage.read()?)?;
+    let history = node::batch::load_history(&storage)?;
     let hub = Arc::new(WatchHub::new(current, history));
     // etcd's request timeout: 5 s plus two election timeouts.
     let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);

@@ -142,9 +142,6 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
     })
 }
 
-/// Persisted watch history kept when the quota is nearly used up.
-const HISTORY_KEPT_UNDER_PRESSURE: u64 = 100;
-
 /// What the storage thread owns.
 struct StorageThread {
     storage: Arc<LmdbStorage>,
@@ -166,9 +163,7 @@ impl StorageThread {
     fn make_room(&mut self) {
         let last = self.state.applied;
         let maint = batch::Maintenance {
-            compact: (self.first_index > 0 && last > self.first_index)
-                .then(|| (self.first_index, last - 1)),
-            trim_history_to: Some(HISTORY_KEPT_UNDER_PRESSURE),
+            compact: self.urgent_compaction(last),
         };
         let empty = Ready::default();
         match batch::write_batch(
@@ -192,18 +187,21 @@ impl StorageThread {
         }
     }
 
-    // The persisted watch history goes down to its newest 100 events too: with large values
-    // 1,000 events can hold more than the user's own data.
+    // Near the quota everything applied goes, the events in those records with it: with
+    // large values even a few events can hold more than the user's own data. Watchers keep
+    // the in-memory history; only a restart then answers older waitIndexes with 401.
+    fn urgent_compaction(&self, last: u64) -> Option<(u64, u64)> {
+        (self.first_index > 0 && last > self.first_index).then(|| (self.first_index, last - 1))
+    }
+
     fn maintenance(&self) -> batch::Maintenance {
         let used = self.status.used_bytes.load(Ordering::SeqCst);
         let pressure = used > self.storage.map_bytes() / 10 * 7;
         let last = self.state.applied;
         let regular = batch::compaction_range(self.first_index, last, self.snapshot_count);
-        let urgent = (pressure && self.first_index > 0 && last > self.first_index)
-            .then(|| (self.first_index, last - 1));
+        let urgent = pressure.then(|| self.urgent_compaction(last)).flatten();
         batch::Maintenance {
             compact: regular.or(urgent),
-            trim_history_to: pressure.then_some(HISTORY_KEPT_UNDER_PRESSURE),
         }
     }
 }

@@ -11,10 +11,12 @@ pub const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
 /// What the `format` meta key holds: a magic that says "pikv", then the version.
 pub const FORMAT_MAGIC: &[u8; 8] = b"pikv-dat";
-/// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this build writes and reads. Version 2: the meta records live in LMDB's main
+/// database and each log record carries the watch-history events its entry produced.
+pub const FORMAT_VERSION: u32 = 2;
 
-/// Meta key of the format record.
+/// Main-database key of the format record. The meta records share LMDB's main database with
+/// the named databases' own records: a commit rewrites that leaf anyway, so they cost no page.
 pub const META_FORMAT: &[u8] = b"format";
 /// Meta key of the identity record (cluster and member id).
 pub const META_IDENTITY: &[u8] = b"identity";
@@ -68,19 +70,23 @@ pub fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-/// Encodes a log entry with a leading CRC-32C of the encoded entry.
-pub fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StorageError> {
-    let body = bincode::encode_to_vec(entry, BINCODE).map_err(|e| {
+/// Encodes a log record: a CRC-32C of the rest, the entry, then `history` (the store's encoded
+/// events of the entry, empty until it is applied). The events ride in the entry's record,
+/// at the log's right edge, so recording them touches no page of its own.
+pub fn encode_entry(entry: &Entry, history: &[u8]) -> Result<Vec<u8>, StorageError> {
+    let mut out = vec![0u8; 4];
+    bincode::encode_into_std_write(entry, &mut out, BINCODE).map_err(|e| {
         StorageError::corrupt(format!("encode log entry {}", entry.index), e.to_string())
     })?;
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&crc32c(&body).to_be_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(history);
+    let sum = crc32c(&out[4..]).to_be_bytes();
+    out[..4].copy_from_slice(&sum);
     Ok(out)
 }
 
-/// Decodes a log entry, checking its checksum and that it sits at `index`.
-pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
+/// Decodes a log record, checking its checksum and that it sits at `index`: the entry and
+/// the history bytes after it.
+pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<(Entry, &[u8]), StorageError> {
     let op = || format!("read log entry {index}");
     if bytes.len() < 4 {
         return Err(StorageError::corrupt(
@@ -93,7 +99,7 @@ pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
     if crc32c(body) != want {
         return Err(StorageError::corrupt(op(), "checksum mismatch"));
     }
-    let (entry, _): (Entry, usize) = bincode::decode_from_slice(body, BINCODE)
+    let (entry, used): (Entry, usize) = bincode::decode_from_slice(body, BINCODE)
         .map_err(|e| StorageError::corrupt(op(), e.to_string()))?;
     if entry.index != index {
         return Err(StorageError::corrupt(
@@ -101,7 +107,7 @@ pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
             format!("entry claims index {}", entry.index),
         ));
     }
-    Ok(entry)
+    Ok((entry, &body[used..]))
 }
 
 /// Encodes any record.
@@ -129,8 +135,13 @@ mod tests {
             index: 7,
             payload: Payload::Command(b"hello".to_vec()),
         };
-        let mut bytes = encode_entry(&e).unwrap();
-        assert_eq!(decode_entry(7, &bytes).unwrap(), e);
+        let mut bytes = encode_entry(&e, b"events").unwrap();
+        assert_eq!(
+            decode_entry(7, &bytes).unwrap(),
+            (e.clone(), &b"events"[..])
+        );
+        let bare = encode_entry(&e, &[]).unwrap();
+        assert_eq!(decode_entry(7, &bare).unwrap(), (e, &[][..]));
         assert!(decode_entry(8, &bytes).is_err(), "wrong slot");
         let last = bytes.len() - 1;
         bytes[last] ^= 1;

@@ -13,8 +13,12 @@ use crate::store::KvWrite;
 
 /// A write transaction of one batch: everything in it becomes durable at `commit`, or nothing.
 pub trait StorageTxn: KvWrite {
-    /// Appends (or overwrites) a log entry at its index.
-    fn append(&mut self, entry: &Entry) -> Result<(), StorageError>;
+    /// Appends (or overwrites) a log entry at its index, with the store's encoded events of
+    /// it (`history`; empty when the entry is not applied in this batch).
+    fn append(&mut self, entry: &Entry, history: &[u8]) -> Result<(), StorageError>;
+    /// Records the encoded events of an entry already in the log (applied in a later batch
+    /// than the one that appended it).
+    fn attach_history(&mut self, index: u64, history: &[u8]) -> Result<(), StorageError>;
     /// Removes the log entries `first..=last` (compaction: they are applied and no longer
     /// needed).
     fn compact_log(&mut self, first: u64, last: u64) -> Result<(), StorageError>;

@@ -93,3 +93,19 @@ pub enum Command {
         now: u64,
     },
 }
+
+impl Command {
+    /// The value the command writes, if it writes one.
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            Command::Set { value, .. }
+            | Command::Create { value, .. }
+            | Command::CreateInOrder { value, .. }
+            | Command::Update { value, .. }
+            | Command::CompareAndSwap { value, .. } => Some(value),
+            Command::Delete { .. } | Command::CompareAndDelete { .. } | Command::Sync { .. } => {
+                None
+            }
+        }
+    }
+}

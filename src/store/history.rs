@@ -1,72 +1,73 @@
-//! The retained event history `Table::Events` (spec §4.3): every event, refreshes included,
-//! keyed by its big-endian etcd index, trimmed to the last [`HISTORY_LEN`] in the same apply
-//! that adds a new one.
+//! The watch history as it is kept on disk (spec §4.3): the events a log entry produced, in
+//! that entry's own log record (`storage::format`), so recording them costs no page of its
+//! own and log compaction drops them with their entries. At start the node reads them back
+//! from the newest record until it has the last [`HISTORY_LEN`].
+//!
+//! An event repeats much of its command: a set's new value is the command's value and its
+//! previous node has the same key. Those parts are left out and restored from the command,
+//! which sits in the same record.
 
 use super::codec;
+use super::command::Command;
 use super::event::Event;
-use super::kv::{KvRead, KvWrite, Table};
 use crate::storage::StorageError;
+use bincode::{Decode, Encode};
 
-/// How many of the most recent events the store keeps (etcd's watch history window).
+/// How many of the most recent events the watch history keeps (etcd's window).
 pub const HISTORY_LEN: usize = 1000;
 
-/// Stores `event` under its index and drops whatever falls out of the window.
-pub fn record<K: KvWrite>(kv: &mut K, event: &Event) -> Result<(), StorageError> {
-    let index = event.etcd_index;
-    let bytes = codec::encode(&format!("event {index}"), event)?;
-    kv.put_last(Table::Events, &index.to_be_bytes(), &bytes)?;
-    let keep_from = index.saturating_sub(HISTORY_LEN as u64 - 1);
-    // Indexes are contiguous, so this range normally holds exactly one event; scanning it
-    // instead of deleting one key also heals any gap left by an older format.
-    let mut stale = Vec::new();
-    kv.scan(
-        Table::Events,
-        &[],
-        Some(&keep_from.to_be_bytes()),
-        &mut |k, _| {
-            stale.push(k.to_vec());
-            true
-        },
-    )?;
-    for key in stale {
-        kv.delete(Table::Events, &key)?;
-    }
-    Ok(())
+/// The node's value is the command's value.
+const VALUE_FROM_COMMAND: u8 = 1;
+/// The previous node's key is the node's key.
+const PREV_KEY_SAME: u8 = 2;
+
+#[derive(Encode, Decode)]
+struct StoredEvent {
+    flags: u8,
+    event: Event,
 }
 
-/// Every retained event, ascending by index.
-pub fn all<K: KvRead>(kv: &K) -> Result<Vec<Event>, StorageError> {
-    let mut raw = Vec::new();
-    kv.scan(Table::Events, &[], None, &mut |k, v| {
-        raw.push((k.to_vec(), v.to_vec()));
-        true
-    })?;
-    raw.into_iter()
-        .map(|(k, v)| {
-            let index = codec::decode_u64("event key", &k)?;
-            codec::decode(&format!("event {index}"), &v)
+/// Encodes the events one command produced (empty bytes for none).
+pub fn encode(events: &[Event], cmd: &Command) -> Result<Vec<u8>, StorageError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<StoredEvent> = events
+        .iter()
+        .map(|e| {
+            let mut event = e.clone();
+            let mut flags = 0;
+            if event.node.value.is_some() && event.node.value.as_deref() == cmd.value() {
+                event.node.value = None;
+                flags |= VALUE_FROM_COMMAND;
+            }
+            if let Some(prev) = event.prev_node.as_mut() {
+                if prev.key == event.node.key {
+                    prev.key = String::new();
+                    flags |= PREV_KEY_SAME;
+                }
+            }
+            StoredEvent { flags, event }
         })
-        .collect()
+        .collect();
+    codec::encode("events", &stored)
 }
 
-/// Drops the persisted events older than the newest `keep` (used when the quota is nearly
-/// used up: a watch from a dropped index then gets the usual 401 after a restart, instead
-/// of old values holding space the user freed).
-pub fn trim_to<K: KvWrite>(kv: &mut K, keep: u64) -> Result<usize, StorageError> {
-    let current = super::meta::index(kv)?;
-    let keep_from = current.saturating_sub(keep.saturating_sub(1));
-    let mut stale = Vec::new();
-    kv.scan(
-        Table::Events,
-        &[],
-        Some(&keep_from.to_be_bytes()),
-        &mut |k, _| {
-            stale.push(k.to_vec());
-            true
-        },
-    )?;
-    for key in &stale {
-        kv.delete(Table::Events, key)?;
-    }
-    Ok(stale.len())
+/// Decodes what [`encode`] wrote for `cmd`.
+pub fn decode(bytes: &[u8], cmd: &Command) -> Result<Vec<Event>, StorageError> {
+    let stored: Vec<StoredEvent> = codec::decode("events", bytes)?;
+    Ok(stored
+        .into_iter()
+        .map(|StoredEvent { flags, mut event }| {
+            if flags & VALUE_FROM_COMMAND != 0 {
+                event.node.value = cmd.value().map(str::to_string);
+            }
+            if flags & PREV_KEY_SAME != 0 {
+                if let Some(prev) = event.prev_node.as_mut() {
+                    prev.key = event.node.key.clone();
+                }
+            }
+            event
+        })
+        .collect())
 }

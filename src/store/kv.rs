@@ -12,8 +12,6 @@ pub enum Table {
     Nodes,
     /// The expiry index: (expiration, key).
     Ttl,
-    /// The last events, by etcd index (the watch history).
-    Events,
     /// Store metadata (the etcd index counter).
     StoreMeta,
 }

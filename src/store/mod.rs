@@ -120,15 +120,14 @@ impl V2Store {
         Ok(ttl::first(kv)?.map(|(exp, _)| exp))
     }
 
-    /// The retained event history (at most [`HISTORY_LEN`] most recent events, ascending by
-    /// index), for rebuilding the watch history at start.
-    pub fn history<K: KvRead>(kv: &K) -> Result<Vec<Event>, StorageError> {
-        history::all(kv)
+    /// Encodes the events `cmd` produced, for its log record.
+    pub fn encode_history(events: &[Event], cmd: &Command) -> Result<Vec<u8>, StorageError> {
+        history::encode(events, cmd)
     }
 
-    /// Keeps only the newest `keep` persisted events (space pressure); returns how many went.
-    pub fn trim_history<K: KvWrite>(kv: &mut K, keep: u64) -> Result<usize, StorageError> {
-        history::trim_to(kv, keep)
+    /// Decodes what [`V2Store::encode_history`] wrote for `cmd`.
+    pub fn decode_history(bytes: &[u8], cmd: &Command) -> Result<Vec<Event>, StorageError> {
+        history::decode(bytes, cmd)
     }
 
     /// The counters of `/v2/stats/store` (without `watchers`).

@@ -10,7 +10,7 @@ use super::event::{Action, Event, NodeView};
 use super::kv::KvWrite;
 use super::path::{self, ROOT};
 use super::tree::{self, etcd, Fault, NodeRecord};
-use super::{history, meta, ttl, Applied};
+use super::{meta, ttl, Applied};
 
 /// Applies `cmd` on a store whose current index is `cur`.
 pub fn apply<K: KvWrite>(kv: &mut K, cmd: &Command, cur: u64) -> Result<Vec<Applied>, Fault> {
@@ -70,7 +70,8 @@ pub fn apply<K: KvWrite>(kv: &mut K, cmd: &Command, cur: u64) -> Result<Vec<Appl
     Ok(vec![one])
 }
 
-/// Records a successful change: the new index and the history entry.
+/// Records a successful change: the new index. (The event goes into the history with its
+/// log entry: `history`.)
 fn commit<K: KvWrite>(
     kv: &mut K,
     action: Action,
@@ -87,7 +88,6 @@ fn commit<K: KvWrite>(
         refresh,
     };
     meta::set_index(kv, event.etcd_index)?;
-    history::record(kv, &event)?;
     Ok(Applied { event, removed })
 }
 

@@ -9,9 +9,12 @@ use crate::store::error::*;
 use std::cell::Cell;
 
 /// A store plus its Kv; every command is followed by a consistency check of the tables.
+/// The events of each command go through the history codec, as the storage thread keeps
+/// them with their log entry, and `history` holds what a restart would read back.
 struct Harness {
     kv: MemKv,
     store: V2Store,
+    history: Vec<Event>,
 }
 
 impl Harness {
@@ -19,12 +22,23 @@ impl Harness {
         Harness {
             kv: MemKv::new(),
             store: V2Store::new(),
+            history: Vec::new(),
         }
     }
 
     fn run(&mut self, cmd: Command) -> Result<Vec<Applied>, V2Error> {
         let out = self.store.apply(&mut self.kv, &cmd).unwrap();
         check_invariants(&self.kv);
+        if let Ok(applied) = &out {
+            let events: Vec<Event> = applied.iter().map(|a| a.event.clone()).collect();
+            let bytes = V2Store::encode_history(&events, &cmd).unwrap();
+            assert_eq!(bytes.is_empty(), events.is_empty());
+            if !bytes.is_empty() {
+                let back = V2Store::decode_history(&bytes, &cmd).unwrap();
+                assert_eq!(back, events, "history codec round trip of {cmd:?}");
+                self.history.extend(back);
+            }
+        }
         out
     }
 
@@ -103,7 +117,6 @@ fn check_invariants(kv: &MemKv) {
         }
     }
     assert_eq!(kv.len(Table::Ttl), ttl_entries, "stale ttl entries");
-    assert!(kv.len(Table::Events) <= HISTORY_LEN);
 }
 
 fn set(key: &str, value: &str) -> Command {
@@ -1106,7 +1119,7 @@ fn expiry_events_are_in_history() {
     let mut h = Harness::new();
     h.ok(set_ttl("/a", "1", 5));
     h.run(sync(5)).unwrap();
-    let history = V2Store::history(&h.kv).unwrap();
+    let history = &h.history;
     assert_eq!(history.len(), 2);
     assert_eq!(history[1].action, Action::Expire);
     assert_eq!(history[1].etcd_index, 2);
@@ -1133,7 +1146,7 @@ fn history_keeps_every_event_including_refresh() {
     h.ok(refresh_update("/a", 20));
     h.err(create("/a", "x", false));
     h.ok(del("/a", false, false));
-    let history = V2Store::history(&h.kv).unwrap();
+    let history = &h.history;
     let summary: Vec<(u64, Action, bool)> = history
         .iter()
         .map(|e| (e.etcd_index, e.action, e.refresh))
@@ -1147,19 +1160,26 @@ fn history_keeps_every_event_including_refresh() {
 }
 
 #[test]
-fn history_is_trimmed_to_the_last_1000() {
+fn history_codec_leaves_out_what_the_command_holds() {
     let mut h = Harness::new();
-    for i in 0..1005 {
-        h.ok(set("/k", &i.to_string()));
-    }
-    let history = V2Store::history(&h.kv).unwrap();
-    assert_eq!(history.len(), HISTORY_LEN);
-    assert_eq!(history[0].etcd_index, 6);
-    assert_eq!(history[999].etcd_index, 1005);
-    assert!(history
-        .windows(2)
-        .all(|w| w[0].etcd_index + 1 == w[1].etcd_index));
-    assert_eq!(h.kv.len(Table::Events), HISTORY_LEN);
+    let value = "v".repeat(256);
+    h.ok(set("/k", &value));
+    let cmd = set("/k", &value);
+    let applied = h.run(cmd.clone()).unwrap();
+    let events: Vec<Event> = applied.iter().map(|a| a.event.clone()).collect();
+    assert_eq!(events[0].prev_node.as_ref().unwrap().key, "/k");
+    let bytes = V2Store::encode_history(&events, &cmd).unwrap();
+    // The previous value is stored; the new value and the repeated key are not.
+    assert!(bytes.len() < 256 + 40, "{} bytes", bytes.len());
+    assert_eq!(V2Store::decode_history(&bytes, &cmd).unwrap(), events);
+    // An event whose value differs from the command's (none here) keeps it.
+    let other = set("/k", "different");
+    assert_eq!(
+        V2Store::decode_history(&V2Store::encode_history(&events, &other).unwrap(), &other)
+            .unwrap(),
+        events
+    );
+    assert!(V2Store::decode_history(&[0xFF, 0xFF], &cmd).is_err());
 }
 
 #[test]
@@ -1171,9 +1191,9 @@ fn index_and_history_survive_restart() {
     let mut restarted = Harness {
         kv,
         store: V2Store::new(),
+        history: Vec::new(),
     };
     assert_eq!(restarted.index(), 2);
-    assert_eq!(V2Store::history(&restarted.kv).unwrap().len(), 2);
     assert_eq!(restarted.next_expiration(), Some(9));
     assert_eq!(restarted.ok(set("/c", "3")).etcd_index, 3);
     assert_eq!(restarted.node("/a"), file("/a", "1", 1, 1));
@@ -1380,6 +1400,4 @@ fn corrupt_records_are_storage_errors() {
     assert!(store.get(&kv, "/", false, false).is_err());
     kv.put(Table::StoreMeta, b"etcd_index", &[1]).unwrap();
     assert!(V2Store::current_index(&kv).is_err());
-    kv.put(Table::Events, &1u64.to_be_bytes(), &[0xFF]).unwrap();
-    assert!(V2Store::history(&kv).is_err());
 }

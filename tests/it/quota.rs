@@ -11,7 +11,7 @@
 //! behaviour (etcd 3.4's v2 store is not limited by its backend quota), so the test runs
 //! pikv whatever `PIKV_IT_TARGET` says. The check that deleting keys makes room for new
 //! writes is `deletes_make_room_again` (near the quota pikv compacts its applied log and
-//! trims the persisted watch history).
+//! keeps only the newest entries, whose records hold the persisted watch history).
 
 use crate::support::{http, Kind, Server};
 
