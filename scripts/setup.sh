@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what pikv's tests need: etcd 3.4 (the reference server), etcdctl, python-etcd, wrk.
+# Installs what pikv's tests need: etcd 3.4 (the reference server), etcdctl, python-etcd, wrk,
+# and the armv7 cross toolchain with qemu (cross/install-debian-toolchain.sh).
 # A no-op when everything is already there. Needs root (or sudo) on Debian/Ubuntu for apt.
 set -euo pipefail
 
@@ -36,6 +37,10 @@ if command -v rustup >/dev/null 2>&1; then
     cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
     cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 fi
+
+# The armv7/aarch64 toolchain for `make armv7-test` (Debian's rustc 1.85, cross linkers,
+# qemu-user-static); a no-op when installed.
+sh "$(dirname "$0")/../cross/install-debian-toolchain.sh"
 
 # Verify, naming whatever is still missing.
 missing=()

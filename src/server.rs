@@ -50,6 +50,22 @@ fn start_executor() -> Result<Arc<smol::Executor<'static>>, ServerError> {
     Ok(executor)
 }
 
+/// Says at start which peer URLs name a host that does not resolve (`/etc/hosts` first, then
+/// DNS): a board missing from `/etc/hosts` is the usual reason a member cannot be reached.
+fn warn_unresolvable_peers(initial_cluster: &[(String, String)]) {
+    for (name, url) in initial_cluster {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        let Some((host, port)) = crate::cli::argv::split_host_port(hostport) else {
+            continue;
+        };
+        let port = port.parse().unwrap_or(0);
+        if let Err(e) = crate::util::hosts::resolve(host, port) {
+            log::warn!("peer URL {url} of member {name}: {e}");
+        }
+    }
+}
+
 /// Runs the server until SIGTERM/SIGINT.
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let members =
@@ -66,6 +82,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             members.len()
         )));
     }
+    warn_unresolvable_peers(&config.initial_cluster);
     let derived = Identity {
         cluster_id: bootstrap::cluster_id(&members.iter().map(|m| m.1).collect::<Vec<_>>()),
         member_id: me.1,

@@ -3,6 +3,7 @@
 
 pub mod checksum;
 pub mod clock;
+pub mod hosts;
 pub mod memory;
 pub mod sha1;
 pub mod signal;

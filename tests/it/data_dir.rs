@@ -16,7 +16,7 @@
 
 use crate::support::{self, http, ChildGuard, Exited, Kind, Prng, Server, TempDir};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// The listen flags for a start that should be refused before it binds anything.
@@ -172,10 +172,36 @@ fn bad_flags_and_values_exit_with_one_line() {
     );
 }
 
+// The tests are built for the same target as the binary (armv7 under qemu in `make
+// armv7-test`), so the test's own pointer width is the server's.
+#[test]
+fn the_quota_fits_the_address_space() {
+    let s = Server::start_with_args(Kind::Pikv, "a", &[]);
+    let default = if cfg!(target_pointer_width = "32") {
+        512 << 20
+    } else {
+        2 << 30
+    };
+    assert_eq!(s.metric("pikv_storage_quota_bytes"), default);
+    let put = s.put("/v2/keys/q", &http::form(&[("value", "1")]));
+    assert_eq!(put.status, 201, "{}", put.dump());
+    drop(s);
+    if cfg!(target_pointer_width = "32") {
+        let tmp = TempDir::new("quota32");
+        let dir = tmp.path().join("d").to_string_lossy().into_owned();
+        let (port, _) = support::free_ports();
+        let listen = listen_args(port);
+        let mut argv: Vec<&str> = vec!["--data-dir", &dir, "--quota-backend-bytes=3221225472"];
+        argv.extend(listen.iter().map(String::as_str));
+        let out = support::run_pikv(&argv, &[]);
+        assert_one_line_refusal(&out, &argv, &["--quota-backend-bytes", "32-bit"]);
+    }
+}
+
 /// A pikv started with `args` and `env`, killed when dropped.
 fn spawn_pikv(args: &[String], env: &[(&str, String)], log: &Path) -> ChildGuard {
     let log = std::fs::File::create(log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pikv"));
+    let mut cmd = crate::support::pikv_command();
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone().unwrap()))

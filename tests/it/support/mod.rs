@@ -150,11 +150,34 @@ pub struct Exited {
     pub stdout: String,
 }
 
+/// A command that runs the pikv binary under test: directly, or through `PIKV_IT_RUNNER`
+/// (e.g. `qemu-arm-static`, when the tests were built for armv7 and run under qemu on a
+/// machine without binfmt handlers). qemu-user runs the guest in its own process, so the
+/// child's pid is the server's.
+pub fn pikv_command() -> std::process::Command {
+    let mut cmd = match std::env::var_os("PIKV_IT_RUNNER").filter(|r| !r.is_empty()) {
+        Some(runner) => {
+            let mut cmd = std::process::Command::new(runner);
+            cmd.arg(env!("CARGO_BIN_EXE_pikv"));
+            cmd
+        }
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_pikv")),
+    };
+    // The harness's own settings are not the server's: pikv warns about PIKV_* it does not
+    // know, and some tests count its stderr lines.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PIKV_IT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// Runs the pikv binary with `args` and extra `env`, waits (deadline 30 s, then kill -9 and
 /// panic) for it to exit, and returns its exit code and output.
 pub fn run_pikv(args: &[&str], env: &[(&str, &str)]) -> Exited {
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pikv"));
+    use std::process::Stdio;
+    let mut cmd = pikv_command();
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

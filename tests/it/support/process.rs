@@ -174,7 +174,11 @@ impl Server {
             self.kind.label(),
             self.args()
         );
-        let child = Command::new(self.kind.program())
+        let mut cmd = match self.kind {
+            Kind::Pikv => super::pikv_command(),
+            Kind::Etcd => Command::new(self.kind.program()),
+        };
+        let child = cmd
             .args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
