@@ -45,7 +45,7 @@ define cross_build
 	fi
 endef
 
-.PHONY: help build setup test unit-test armv7-test bench static armv7 aarch64 install sizes
+.PHONY: help build setup test unit-test armv7-test packaging-test bench static armv7 aarch64 snap docker-context install sizes
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -58,7 +58,7 @@ setup: ## install what the tests need (etcd 3.4, etcdctl, python-etcd, curl, wrk
 	$(call need,bash,install bash)
 	bash scripts/setup.sh
 
-test: setup unit-test armv7-test ## every check: fmt, clippy, all tests, and the same tests built for armv7 under qemu
+test: setup unit-test armv7-test packaging-test ## every check: fmt, clippy, all tests, the same for armv7 under qemu, the snap
 
 unit-test: ## fmt check, clippy -D warnings, every test on this machine (integration tests run against pikv)
 	$(call need,$(CARGO),install Rust (https://rustup.rs))
@@ -83,6 +83,30 @@ armv7-test: ## unit tests and single-node integration tests built for armv7, run
 	case "$$kind" in *"ELF 32-bit LSB executable, ARM, EABI5"*"statically linked"*) ;; \
 		*) echo "make armv7-test: $$bin is not a static 32-bit ARM EABI5 executable" >&2; exit 1;; esac; \
 	[ $$size -le 3145728 ] || { echo "make armv7-test: $$bin is $$size bytes, over the 3 MB bound" >&2; exit 1; }
+
+SNAP_ARCH ?= amd64
+SNAP_BIN_amd64 := target/x86_64-unknown-linux-gnu/release/pikv
+SNAP_BIN_armhf := $(DEBIAN_TARGET_DIR)/$(ARMV7)/release/pikv
+SNAP_BIN_arm64 := $(DEBIAN_TARGET_DIR)/$(AARCH64)/release/pikv
+SNAP_BUILD_amd64 := static
+SNAP_BUILD_armhf := armv7
+SNAP_BUILD_arm64 := aarch64
+
+snap: ## the snap (SNAP_ARCH=amd64|armhf|arm64) packed from the static binary into dist/, contents checked
+	$(call need,snap,apt-get install snapd (only the snap command is used; no daemon needed))
+	$(call need,unsquashfs,apt-get install squashfs-tools)
+	$(MAKE) $(SNAP_BUILD_$(SNAP_ARCH))
+	bash scripts/build-snap.sh $(SNAP_BIN_$(SNAP_ARCH)) $(SNAP_ARCH) dist
+
+packaging-test: snap ## the snap's configure hook (stand-in snapctl) and daemon wrapper
+	$(call need,curl,run 'make setup')
+	bash scripts/test-snap-hook.sh $(SNAP_BIN_amd64)
+
+docker-context: static armv7 aarch64 ## stage the static binaries for the Dockerfile (dist/docker/<arch>/pikv)
+	install -D -m 0755 $(SNAP_BIN_amd64) dist/docker/amd64/pikv
+	install -D -m 0755 $(SNAP_BIN_armhf) dist/docker/armv7/pikv
+	install -D -m 0755 $(SNAP_BIN_arm64) dist/docker/arm64/pikv
+	@echo "now: docker buildx build --platform linux/amd64,linux/arm/v7,linux/arm64 -t pikv ."
 
 static: ## fully static x86_64 binary (target/x86_64-unknown-linux-gnu/release/pikv)
 	$(call need,$(CARGO),install Rust (https://rustup.rs))

@@ -10,6 +10,10 @@ command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# `make snap`: the snap command (snap pack) and unsquashfs to check what it packed.
+command -v snap >/dev/null 2>&1 || need_apt+=(snapd)
+command -v unsquashfs >/dev/null 2>&1 || need_apt+=(squashfs-tools)
+command -v file >/dev/null 2>&1 || need_apt+=(file)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -44,7 +48,7 @@ sh "$(dirname "$0")/../cross/install-debian-toolchain.sh"
 
 # Verify, naming whatever is still missing.
 missing=()
-for tool in etcd etcdctl curl wrk python3 cargo; do
+for tool in etcd etcdctl curl wrk python3 cargo snap unsquashfs file; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 python3 -c 'import etcd' >/dev/null 2>&1 || missing+=("python-etcd (pip)")

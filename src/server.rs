@@ -66,8 +66,13 @@ fn warn_unresolvable_peers(initial_cluster: &[(String, String)]) {
     }
 }
 
-/// Runs the server until SIGTERM/SIGINT.
-pub fn run(config: ServerConfig) -> Result<(), ServerError> {
+/// The checks of the member's place in `--initial-cluster` that need no disk or network
+/// (`pikv check-config` runs them too), and the ids they give.
+pub fn check_config(config: &ServerConfig) -> Result<(), ServerError> {
+    bootstrap_identity(config).map(|_| ())
+}
+
+fn bootstrap_identity(config: &ServerConfig) -> Result<Identity, ServerError> {
     let members =
         bootstrap::initial_members(&config.initial_cluster, &config.initial_cluster_token);
     let me = members.iter().find(|m| m.0 == config.name).ok_or_else(|| {
@@ -82,11 +87,17 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             members.len()
         )));
     }
-    warn_unresolvable_peers(&config.initial_cluster);
-    let derived = Identity {
+    let identity = Identity {
         cluster_id: bootstrap::cluster_id(&members.iter().map(|m| m.1).collect::<Vec<_>>()),
         member_id: me.1,
     };
+    Ok(identity)
+}
+
+/// Runs the server until SIGTERM/SIGINT.
+pub fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let derived = bootstrap_identity(&config)?;
+    warn_unresolvable_peers(&config.initial_cluster);
     let storage = Arc::new(LmdbStorage::open(
         &config.data_dir,
         config.quota_backend_bytes,

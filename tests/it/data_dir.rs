@@ -307,3 +307,42 @@ fn several_listen_urls_single_dash_flags_and_environment() {
         "ETCD_DATA_DIR not used"
     );
 }
+
+// `docker run <image> etcd -name ...` (the program named first, as tutorials run etcd's
+// images) works with pikv as the image's entrypoint; `pikv check-config` only checks.
+#[test]
+fn program_name_first_and_check_config() {
+    let out = support::run_pikv(&["etcd", "--version"], &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.starts_with("pikv Version: "), "{}", out.stdout);
+    let out = support::run_pikv(&["/usr/local/bin/etcd", "check-config", "-name", "n1"], &[]);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(0), "", "")
+    );
+    let out = support::run_pikv(
+        &[
+            "check-config",
+            "--name",
+            "n1",
+            "--initial-cluster",
+            "n2=http://127.0.0.1:2380",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("couldn't find local name \"n1\""),
+        "{}",
+        out.stderr
+    );
+    let tmp = TempDir::new("check");
+    let dir = tmp.path().join("never");
+    let out = support::run_pikv(
+        &["check-config", "--data-dir", &dir.to_string_lossy()],
+        &[("ETCD_SNAPSHOT_COUNT", "x")],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("ETCD_SNAPSHOT_COUNT"), "{}", out.stderr);
+    assert!(!dir.exists(), "check-config created the data dir");
+}
