@@ -413,10 +413,7 @@ impl LmdbStorage {
     /// Visits the log from its newest record back, passing each entry that carries history
     /// bytes (the events it produced when applied), until `visit` returns `false`: the watch
     /// history is rebuilt from this at start.
-    pub fn recent_history(
-        &self,
-        visit: &mut HistoryVisitor<'_>,
-    ) -> Result<(), StorageError> {
+    pub fn recent_history(&self, visit: &mut HistoryVisitor<'_>) -> Result<(), StorageError> {
         let rtxn = self
             .env
             .read_txn()
