@@ -6,6 +6,8 @@ SHARED ?= ../shared
 ETCD ?= /usr/bin/etcd
 PREFIX ?= /usr/local
 DESTDIR ?=
+# systemd searches /usr/local/lib/systemd/system too.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 # Cross builds without a container engine use Debian's rustc (1.85, the project's
 # rust-version) with the armhf/arm64 std: cross/install-debian-toolchain.sh installs them.
@@ -45,7 +47,7 @@ define cross_build
 	fi
 endef
 
-.PHONY: help build setup test unit-test armv7-test packaging-test bench static armv7 aarch64 snap docker-context install sizes
+.PHONY: help build setup test unit-test armv7-test packaging-test check-systemd bench static armv7 aarch64 snap docker-context install sizes
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -98,9 +100,25 @@ snap: ## the snap (SNAP_ARCH=amd64|armhf|arm64) packed from the static binary in
 	$(MAKE) $(SNAP_BUILD_$(SNAP_ARCH))
 	bash scripts/build-snap.sh $(SNAP_BIN_$(SNAP_ARCH)) $(SNAP_ARCH) dist
 
-packaging-test: snap ## the snap's configure hook (stand-in snapctl) and daemon wrapper
+packaging-test: snap check-systemd ## the snap's configure hook (stand-in snapctl) and daemon wrapper, the unit, make install
 	$(call need,curl,run 'make setup')
 	bash scripts/test-snap-hook.sh $(SNAP_BIN_amd64)
+	@d=$$(mktemp -d) && $(MAKE) --no-print-directory install DESTDIR=$$d PREFIX=/opt/pikv >/dev/null && \
+	test -x $$d/opt/pikv/bin/pikv && test -f $$d/etc/default/pikv && \
+	grep -qx 'ExecStart=/opt/pikv/bin/pikv' $$d/opt/pikv/lib/systemd/system/pikv.service && \
+	echo "make install: binary, unit (ExecStart=/opt/pikv/bin/pikv) and /etc/default/pikv in DESTDIR" && rm -rf $$d
+
+check-systemd: build ## systemd-analyze verify on systemd/pikv.service, failing on any warning
+	$(call need,systemd-analyze,apt-get install systemd)
+	bash scripts/check-systemd.sh
+
+install: build ## binary to $(PREFIX)/bin, systemd unit, /etc/default/pikv (an existing one is kept)
+	install -D -m 755 target/release/pikv $(DESTDIR)$(PREFIX)/bin/pikv
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|^ExecStart=/usr/local/bin/pikv$$|ExecStart=$(PREFIX)/bin/pikv|' systemd/pikv.service > $(DESTDIR)$(SYSTEMDUNITDIR)/pikv.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/pikv.service
+	@if [ -e $(DESTDIR)/etc/default/pikv ]; then echo "make install: keeping $(DESTDIR)/etc/default/pikv"; \
+	else install -D -m 644 systemd/pikv.default $(DESTDIR)/etc/default/pikv; fi
 
 docker-context: static armv7 aarch64 ## stage the static binaries for the Dockerfile (dist/docker/<arch>/pikv)
 	install -D -m 0755 $(SNAP_BIN_amd64) dist/docker/amd64/pikv

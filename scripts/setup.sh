@@ -14,6 +14,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 command -v snap >/dev/null 2>&1 || need_apt+=(snapd)
 command -v unsquashfs >/dev/null 2>&1 || need_apt+=(squashfs-tools)
 command -v file >/dev/null 2>&1 || need_apt+=(file)
+# `make check-systemd`: systemd-analyze verify (systemd need not be running).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -48,7 +50,7 @@ sh "$(dirname "$0")/../cross/install-debian-toolchain.sh"
 
 # Verify, naming whatever is still missing.
 missing=()
-for tool in etcd etcdctl curl wrk python3 cargo snap unsquashfs file; do
+for tool in etcd etcdctl curl wrk python3 cargo snap unsquashfs file systemd-analyze; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 python3 -c 'import etcd' >/dev/null 2>&1 || missing+=("python-etcd (pip)")

@@ -1,5 +1,6 @@
 //! Starting and stopping a member: open the data dir, check or record its identity, start
-//! the node, storage and API threads, wait for a signal, stop cleanly.
+//! the node, storage and API threads, wait for a signal, stop cleanly; and tell systemd
+//! (`util::notify`) when it serves, that it is alive, and when it stops.
 
 use crate::api::server::{self as api_server, ApiContext, MemberInfo};
 use crate::cli::config::ServerConfig;
@@ -8,6 +9,7 @@ use crate::storage::lmdb::LmdbStorage;
 use crate::storage::Identity;
 use crate::store::V2Store;
 use crate::util::clock;
+use crate::util::notify::{self, Notifier};
 use crate::watch::WatchHub;
 use std::fmt;
 use std::sync::Arc;
@@ -94,8 +96,10 @@ fn bootstrap_identity(config: &ServerConfig) -> Result<Identity, ServerError> {
     Ok(identity)
 }
 
-/// Runs the server until SIGTERM/SIGINT.
+/// Runs the server until SIGTERM/SIGINT, telling systemd (when it started pikv with
+/// `$NOTIFY_SOCKET`) when it is ready, that it is alive, and when it stops.
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let notifier = Arc::new(Notifier::from_env());
     let derived = bootstrap_identity(&config)?;
     warn_unresolvable_peers(&config.initial_cluster);
     let storage = Arc::new(LmdbStorage::open(
@@ -163,6 +167,23 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         identity.cluster_id,
         config.data_dir.display()
     );
+    // Only now: every listener is bound and the node (a single member: the leader) answers,
+    // so whatever systemd starts after pikv finds it serving.
+    let urls: Vec<&str> = config
+        .listen_client_urls
+        .iter()
+        .map(|u| u.url.as_str())
+        .collect();
+    notifier.ready(&format!("serving client requests on {}", urls.join(", ")));
+    if notifier.is_enabled() {
+        if let Some(interval) = notify::watchdog_interval_from_env() {
+            let handle = running.handle.clone();
+            notify::spawn_watchdog(Arc::clone(&notifier), interval, move |timeout| {
+                handle.ping(timeout)
+            })
+            .map_err(|e| ServerError(format!("cannot start the watchdog thread: {e}")))?;
+        }
+    }
     // If the node thread stops on its own (the disk failed), the process must exit so that
     // its supervisor restarts it from what is durable.
     let node_thread = running.node_thread;
@@ -185,6 +206,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         .map_err(|e| ServerError(format!("cannot start the node watcher thread: {e}")))?;
     crate::util::signal::wait_for_termination();
     log::info!("stopping");
+    // Before anything stops: from here on the watchdog thread sends no ping.
+    notifier.stopping("stopping");
     hub.close_all();
     running.handle.shutdown();
     // Let the node answer what it still holds; a batch being committed is safe to cut

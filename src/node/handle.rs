@@ -3,8 +3,9 @@
 
 use super::Input;
 use crate::store::{Command, Event, V2Error};
+use crate::util::notify::Liveness;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +107,22 @@ impl NodeHandle {
             .send(Input::ReadIndex { reply })
             .map_err(|_| raft_error(STOPPED_CAUSE))?;
         reply_within(rx, timeout).await
+    }
+
+    /// Whether the node thread's loop answers within `timeout` (the systemd watchdog's probe).
+    /// It checks the loop, not Raft or the disk: the node thread never waits on either, so an
+    /// answer means it is running and not stuck, on a follower or a slow SD card as well.
+    pub fn ping(&self, timeout: Duration) -> Liveness {
+        let (reply, rx) = mpsc::channel();
+        if self.tx.send(Input::Ping { reply }).is_err() {
+            return Liveness::Gone;
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(()) => Liveness::Alive,
+            Err(mpsc::RecvTimeoutError::Timeout) => Liveness::Unresponsive,
+            // The node dropped the request unanswered: its thread has ended.
+            Err(mpsc::RecvTimeoutError::Disconnected) => Liveness::Gone,
+        }
     }
 
     /// Asks the node thread to stop.

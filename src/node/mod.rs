@@ -45,6 +45,11 @@ pub enum Input {
     },
     /// The storage thread finished a batch.
     Persisted(Result<BatchOutcome, StorageError>),
+    /// The watchdog's liveness probe, answered as soon as the loop reads it.
+    Ping {
+        /// Where the answer goes.
+        reply: mpsc::Sender<()>,
+    },
     /// Stop.
     Shutdown,
 }
@@ -333,6 +338,9 @@ impl Node {
                 }
             },
             Input::Persisted(outcome) => self.on_persisted(outcome)?,
+            Input::Ping { reply } => {
+                let _ = reply.send(());
+            }
             Input::Shutdown => {
                 self.fail_all(STOPPED_CAUSE);
                 return Ok(false);

@@ -1,10 +1,11 @@
 //! Small std-only helpers: clocks, checksums, SHA-1 for ids, Go-compatible
-//! time formatting.
+//! time formatting, signals, systemd notifications.
 
 pub mod checksum;
 pub mod clock;
 pub mod hosts;
 pub mod memory;
+pub mod notify;
 pub mod sha1;
 pub mod signal;
 pub mod time;

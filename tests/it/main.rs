@@ -22,4 +22,5 @@ mod etcdctl;
 mod harness;
 mod python_etcd;
 mod quota;
+mod systemd;
 mod watchers;

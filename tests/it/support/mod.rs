@@ -182,7 +182,10 @@ pub fn run_pikv(args: &[&str], env: &[(&str, &str)]) -> Exited {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for k in ["ETCD_NAME", "ETCD_DATA_DIR", "PIKV_NAME", "PIKV_DATA_DIR"] {
+    for k in ["ETCD_NAME", "ETCD_DATA_DIR", "PIKV_NAME", "PIKV_DATA_DIR"]
+        .iter()
+        .chain(process::SYSTEMD_ENV)
+    {
         cmd.env_remove(k);
     }
     cmd.envs(env.iter().copied());

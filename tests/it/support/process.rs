@@ -53,7 +53,13 @@ pub struct Server {
     pub starts: u32,
     /// Flags appended to the standard command line (e.g. `--quota-backend-bytes`).
     pub extra_args: Vec<String>,
+    /// Environment variables set for every start (e.g. `NOTIFY_SOCKET`).
+    pub extra_env: Vec<(String, String)>,
 }
+
+/// systemd's variables: a test run under a systemd service must not pass its own to the
+/// servers it starts (they would notify the test's service manager).
+pub const SYSTEMD_ENV: &[&str] = &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
 impl Server {
     /// Starts a fresh single-member server of `kind` named `a` and waits until it is ready.
@@ -85,6 +91,7 @@ impl Server {
                 stderr_path,
                 starts: 0,
                 extra_args: extra.iter().map(|a| a.to_string()).collect(),
+                extra_env: Vec::new(),
             };
             s.spawn();
             match s.wait_ready_inner() {
@@ -94,6 +101,38 @@ impl Server {
             }
         }
         panic!("could not start {}: {last}", kind.label());
+    }
+
+    /// Starts pikv or etcd with `env` added to its environment and returns at once, without
+    /// waiting for it to be ready (a test that watches the start-up itself; it retries on
+    /// "address already in use" through [`Server::lost_port_race`]). `dir` is the server's
+    /// temp dir (removed on drop); the caller may have put files there first.
+    pub fn launch(kind: Kind, name: &str, dir: TempDir, env: &[(&str, &str)]) -> Server {
+        super::require_tool(kind.program().to_str().unwrap());
+        let (client_port, peer_port) = super::free_ports();
+        let stderr_path = dir.path().join("server.log");
+        let mut s = Server {
+            kind,
+            name: name.to_string(),
+            client_port,
+            peer_port,
+            tmp: dir,
+            child: None,
+            stderr_path,
+            starts: 0,
+            extra_args: Vec::new(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// The process exited during startup because someone took its port first.
+    pub fn lost_port_race(&mut self) -> bool {
+        !self.is_alive() && self.log().contains("address already in use")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -178,12 +217,16 @@ impl Server {
             Kind::Pikv => super::pikv_command(),
             Kind::Etcd => Command::new(self.kind.program()),
         };
+        for k in SYSTEMD_ENV {
+            cmd.env_remove(k);
+        }
         let child = cmd
             .args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .env_remove("ETCDCTL_API")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.kind.program()));
         self.child = Some(child);
@@ -270,22 +313,34 @@ impl Server {
 
     /// SIGTERM, wait up to 10 s for a clean exit, then SIGKILL.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        self.terminate();
+        if self.wait_exit(Duration::from_secs(10)).is_none() {
+            self.kill9();
+        }
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(c.id().to_string())
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match c.try_wait() {
-                    Ok(Some(_)) => break,
-                    _ if Instant::now() > deadline => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        break;
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit and reaps it; `None` if it is still running
+    /// (or was not started).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.as_mut()?.try_wait() {
+                Ok(Some(st)) => {
+                    self.child = None;
+                    return Some(st);
                 }
+                _ if Instant::now() > deadline => return None,
+                _ => std::thread::sleep(Duration::from_millis(20)),
             }
         }
     }
