@@ -50,7 +50,7 @@ endef
 .PHONY: help build setup test unit-test armv7-test packaging-test check-systemd bench static armv7 aarch64 snap docker-context install sizes
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
 build: ## cargo build --release (target/release/pikv)
 	$(call need,$(CARGO),install Rust (https://rustup.rs))
