@@ -1401,3 +1401,30 @@ fn corrupt_records_are_storage_errors() {
     kv.put(Table::StoreMeta, b"etcd_index", &[1]).unwrap();
     assert!(V2Store::current_index(&kv).is_err());
 }
+
+// 32-bit boards (armv7, where `make armv7-test` runs this under qemu): indexes and times are
+// u64 everywhere, so values past 2^32 and dates past 2038 must come through intact.
+#[test]
+fn indexes_past_2_pow_32_and_times_past_2038() {
+    let mut h = Harness::new();
+    let big = u64::from(u32::MAX) + 5;
+    meta::set_index(&mut h.kv, big).unwrap();
+    let e = h.ok(set("/a", "1"));
+    assert_eq!((e.etcd_index, e.node.modified_index), (big + 1, big + 1));
+    // 2040-01-01T00:00:00Z in Unix nanoseconds, beyond i32 seconds.
+    let y2040 = 2_208_988_800u64 * 1_000_000_000;
+    let e = h.ok(set_ttl("/t", "v", y2040 + 60_000_000_000));
+    assert_eq!(e.node.expiration, Some(y2040 + 60_000_000_000));
+    assert_eq!(h.next_expiration(), Some(y2040 + 60_000_000_000));
+    assert!(
+        h.run(sync(y2040)).unwrap().is_empty(),
+        "expired a minute early"
+    );
+    let expired = h.run(sync(y2040 + 60_000_000_000)).unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].event.etcd_index, big + 3);
+    assert_eq!(
+        crate::util::time::rfc3339_nano_utc(y2040 + 1),
+        "2040-01-01T00:00:00.000000001Z"
+    );
+}
