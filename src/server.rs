@@ -209,6 +209,10 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     // Before anything stops: from here on the watchdog thread sends no ping.
     notifier.stopping("stopping");
     hub.close_all();
+    let cut = crate::api::http1::wait_for_streams(Duration::from_millis(500));
+    if cut > 0 {
+        log::warn!("stopping with {cut} watch responses not yet ended");
+    }
     running.handle.shutdown();
     // Let the node answer what it still holds; a batch being committed is safe to cut
     // (LMDB survives a process exit mid-commit).

@@ -187,6 +187,39 @@ pub enum Response {
     },
 }
 
+/// Chunked responses being written right now, in this process: at shutdown the server ends
+/// every watch and waits for this to reach zero, so each client gets its last chunk (as etcd
+/// ends them) instead of a cut connection. One server per process, so one counter.
+static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
+
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> OpenStream {
+        OPEN_STREAMS.fetch_add(1, Ordering::SeqCst);
+        OpenStream
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        OPEN_STREAMS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits (blocking, at most `limit`) until no chunked response is being written; returns
+/// how many still are.
+pub fn wait_for_streams(limit: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let open = OPEN_STREAMS.load(Ordering::SeqCst);
+        if open == 0 || std::time::Instant::now() >= deadline {
+            return open;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// Answers requests.
 pub trait Service: Send + Sync + 'static {
     /// Answers one request.
@@ -468,6 +501,7 @@ async fn serve_connection<S: Service>(
                 chunks,
                 on_gone,
             } => {
+                let _open = OpenStream::new();
                 writer.write_all(&head).await?;
                 if !stream_chunks(&mut reader, &mut writer, chunks).await? {
                     on_gone();

@@ -68,6 +68,22 @@ pub fn write_batch<S: Storage>(
     durable_index: u64,
     maint: Maintenance,
 ) -> Result<BatchOutcome, StorageError> {
+    let outcome = write_batch_txn(storage, store, ready, state, durable_index, maint);
+    match &outcome {
+        Ok(_) => store.batch_committed(),
+        Err(_) => store.batch_failed(),
+    }
+    outcome
+}
+
+fn write_batch_txn<S: Storage>(
+    storage: &S,
+    store: &V2Store,
+    ready: &Ready,
+    state: &mut RaftState,
+    durable_index: u64,
+    maint: Maintenance,
+) -> Result<BatchOutcome, StorageError> {
     let mut txn = storage.begin()?;
     if let Some((first, last)) = maint.compact {
         txn.compact_log(first, last)?;

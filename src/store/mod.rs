@@ -73,11 +73,11 @@ impl V2Store {
                 } else {
                     1
                 };
-                self.stats.add(ok, n);
+                self.stats.add_pending(ok, n);
                 Ok(Ok(applied))
             }
             Err(Fault::Etcd(code, cause)) => {
-                self.stats.add(fail, 1);
+                self.stats.add_pending(fail, 1);
                 Ok(Err(V2Error::new(code, cause, cur)))
             }
             Err(Fault::Storage(e)) => Err(e),
@@ -128,6 +128,18 @@ impl V2Store {
     /// Decodes what [`V2Store::encode_history`] wrote for `cmd`.
     pub fn decode_history(bytes: &[u8], cmd: &Command) -> Result<Vec<Event>, StorageError> {
         history::decode(bytes, cmd)
+    }
+
+    /// The transaction of the commands applied since the last call committed: their counts
+    /// show in [`V2Store::stats`] from now on.
+    pub fn batch_committed(&self) {
+        self.stats.commit_pending();
+    }
+
+    /// The transaction of the commands applied since the last call failed: nothing of it
+    /// happened, so nothing of it is counted.
+    pub fn batch_failed(&self) {
+        self.stats.discard_pending();
     }
 
     /// The counters of `/v2/stats/store` (without `watchers`).

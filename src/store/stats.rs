@@ -41,10 +41,13 @@ pub enum Counter {
 
 const COUNTERS: usize = Counter::ExpireCount as usize + 1;
 
-/// The live counters.
+/// The live counters, and the counts of the batch being written: an apply counts into
+/// `pending`, which joins the live counters only once its transaction committed (a batch
+/// refused with a full map changed nothing, so it counts nothing).
 #[derive(Debug, Default)]
 pub struct Stats {
     counters: [AtomicU64; COUNTERS],
+    pending: [AtomicU64; COUNTERS],
 }
 
 impl Stats {
@@ -52,6 +55,25 @@ impl Stats {
     pub fn add(&self, counter: Counter, n: u64) {
         // Relaxed: the counters are independent and only ever read for display.
         self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to `counter` once the batch being written commits.
+    pub fn add_pending(&self, counter: Counter, n: u64) {
+        self.pending[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The batch committed: its counts become live.
+    pub fn commit_pending(&self) {
+        for (live, pending) in self.counters.iter().zip(&self.pending) {
+            live.fetch_add(pending.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// The batch failed: its counts go.
+    pub fn discard_pending(&self) {
+        for pending in &self.pending {
+            pending.store(0, Ordering::Relaxed);
+        }
     }
 
     fn get(&self, counter: Counter) -> u64 {

@@ -28,6 +28,8 @@ impl Harness {
 
     fn run(&mut self, cmd: Command) -> Result<Vec<Applied>, V2Error> {
         let out = self.store.apply(&mut self.kv, &cmd).unwrap();
+        // MemKv has no transaction: each command is its own committed batch.
+        self.store.batch_committed();
         check_invariants(&self.kv);
         if let Ok(applied) = &out {
             let events: Vec<Event> = applied.iter().map(|a| a.event.clone()).collect();
@@ -1427,4 +1429,24 @@ fn indexes_past_2_pow_32_and_times_past_2038() {
         crate::util::time::rfc3339_nano_utc(y2040 + 1),
         "2040-01-01T00:00:00.000000001Z"
     );
+}
+
+#[test]
+fn a_failed_batch_counts_nothing() {
+    let mut h = Harness::new();
+    h.ok(set("/a", "1"));
+    let before = h.store.stats();
+    // Applied, then the transaction failed (a full map): the store counts nothing of it.
+    h.store
+        .apply(&mut h.kv.clone(), &set("/b", "2"))
+        .unwrap()
+        .unwrap();
+    h.store
+        .apply(&mut h.kv.clone(), &create("/a", "x", false))
+        .unwrap()
+        .unwrap_err();
+    h.store.batch_failed();
+    assert_eq!(h.store.stats(), before);
+    h.ok(set("/c", "3"));
+    assert_eq!(h.store.stats().sets_success, before.sets_success + 1);
 }

@@ -75,6 +75,9 @@ fn check_present(s: &Server, keys: &[usize], when: &str) {
 fn a_full_quota_refuses_writes_and_keeps_everything_committed() {
     let mut s = Server::start_with_args(Kind::Pikv, "a", &["--quota-backend-bytes", QUOTA]);
     let acked = fill(&s);
+    // The refused write's batch changed nothing, so the store counters do not count it.
+    let stats = s.get("/v2/stats/store").json();
+    assert_eq!(stats["setsSuccess"], acked.len() as u64, "{stats}");
     assert!(acked.len() >= 5, "only {} writes fit", acked.len());
     assert_eq!(
         acked,

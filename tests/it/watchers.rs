@@ -146,3 +146,48 @@ fn watchers_of_departed_clients_are_dropped() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+// On SIGTERM every parked watch, long poll and stream alike, gets its terminating chunk
+// (an empty body, as etcd ends them) before the process exits: a client sees a finished
+// response, not a cut connection.
+#[test]
+fn watches_end_with_their_last_chunk_on_sigterm() {
+    let mut s = Server::start(support::target());
+    let mut parked = Vec::new();
+    for target in [
+        "/v2/keys/bye?wait=true",
+        "/v2/keys/bye?wait=true&stream=true",
+        "/v2/keys/?wait=true&recursive=true",
+    ] {
+        let p = http::start(
+            s.client_port,
+            "GET",
+            target,
+            &[],
+            b"",
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("{target}: {e}"));
+        assert_eq!(p.status, 200, "{target}");
+        assert!(p.is_chunked(), "{target}");
+        parked.push((target, p));
+    }
+    let stats = s.get("/v2/stats/store").json();
+    assert_eq!(stats["watchers"], 3, "{stats}");
+    s.terminate();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (target, p) in parked {
+        let r = p
+            .finish(deadline)
+            .unwrap_or_else(|e| panic!("{target}: response cut instead of ended: {e}"));
+        assert!(
+            r.body.is_empty(),
+            "{target}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("pikv did not exit");
+    assert!(status.success(), "exit status {status:?}");
+}
