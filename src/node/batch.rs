@@ -68,7 +68,17 @@ pub fn write_batch<S: Storage>(
     durable_index: u64,
     maint: Maintenance,
 ) -> Result<BatchOutcome, StorageError> {
-    let outcome = write_batch_txn(storage, store, ready, state, durable_index, maint);
+    // The store counts what this batch applies only if its transaction commits.
+    let outcome = write_batch_txn(
+        storage,
+        store,
+        ready,
+        state,
+        BatchStart {
+            durable_index,
+            maint,
+        },
+    );
     match &outcome {
         Ok(_) => store.batch_committed(),
         Err(_) => store.batch_failed(),
@@ -76,14 +86,23 @@ pub fn write_batch<S: Storage>(
     outcome
 }
 
+/// Where the log stood before a batch, and the housekeeping to do in it.
+struct BatchStart {
+    durable_index: u64,
+    maint: Maintenance,
+}
+
 fn write_batch_txn<S: Storage>(
     storage: &S,
     store: &V2Store,
     ready: &Ready,
     state: &mut RaftState,
-    durable_index: u64,
-    maint: Maintenance,
+    start: BatchStart,
 ) -> Result<BatchOutcome, StorageError> {
+    let BatchStart {
+        durable_index,
+        maint,
+    } = start;
     let mut txn = storage.begin()?;
     if let Some((first, last)) = maint.compact {
         txn.compact_log(first, last)?;
