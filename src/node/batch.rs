@@ -120,8 +120,7 @@ fn write_batch_txn<S: Storage>(
             applied_sync |= matches!(cmd, Command::Sync { .. });
             let result = store.apply(&mut txn, &cmd)?;
             if let Ok(done) = &result {
-                let events: Vec<_> = done.iter().map(|a| a.event.clone()).collect();
-                let history = V2Store::encode_history(&events, &cmd)?;
+                let history = V2Store::encode_history(done.iter().map(|a| &a.event), &cmd)?;
                 if entry.index >= first_new {
                     histories.push_back((entry.index, history));
                 } else if !history.is_empty() {

@@ -28,12 +28,12 @@ struct StoredEvent {
 }
 
 /// Encodes the events one command produced (empty bytes for none).
-pub fn encode(events: &[Event], cmd: &Command) -> Result<Vec<u8>, StorageError> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
+pub fn encode<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+    cmd: &Command,
+) -> Result<Vec<u8>, StorageError> {
     let stored: Vec<StoredEvent> = events
-        .iter()
+        .into_iter()
         .map(|e| {
             let mut event = e.clone();
             let mut flags = 0;
@@ -50,6 +50,9 @@ pub fn encode(events: &[Event], cmd: &Command) -> Result<Vec<u8>, StorageError> 
             StoredEvent { flags, event }
         })
         .collect();
+    if stored.is_empty() {
+        return Ok(Vec::new());
+    }
     codec::encode("events", &stored)
 }
 

@@ -121,7 +121,10 @@ impl V2Store {
     }
 
     /// Encodes the events `cmd` produced, for its log record.
-    pub fn encode_history(events: &[Event], cmd: &Command) -> Result<Vec<u8>, StorageError> {
+    pub fn encode_history<'a>(
+        events: impl IntoIterator<Item = &'a Event>,
+        cmd: &Command,
+    ) -> Result<Vec<u8>, StorageError> {
         history::encode(events, cmd)
     }
 
