@@ -7,6 +7,8 @@
 //! is the one multi-member replication extends.
 
 pub mod message;
+pub mod prng;
+pub mod quorum;
 pub mod ready;
 
 pub use message::{Entry, HardState, NodeId, Payload};
