@@ -36,6 +36,8 @@ pub mod quorum;
 mod read_index;
 pub mod ready;
 mod replication;
+#[cfg(test)]
+mod tests;
 mod transfer;
 
 pub use message::{Entry, HardState, Message, MessageBody, NodeId, Payload};
