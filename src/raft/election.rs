@@ -4,6 +4,7 @@
 use super::message::{MessageBody, NodeId, Payload};
 use super::progress::Progress;
 use super::quorum::{self, VoteResult};
+use super::replication::SendWhen;
 use super::{Raft, Role};
 
 /// How a campaign starts.
@@ -183,6 +184,6 @@ impl Raft {
         self.pending_reads.clear();
         self.reads_awaiting_commit.clear();
         self.append_entry(Payload::Empty);
-        self.bcast_append();
+        self.bcast_append(SendWhen::Always);
     }
 }

@@ -48,6 +48,7 @@ pub use ready::{Persisted, ReadState, Ready};
 use log::RaftLog;
 use progress::Progress;
 use read_index::ReadRequest;
+use replication::SendWhen;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
@@ -342,7 +343,7 @@ impl Raft {
             return Err(ProposeError::TransferInProgress);
         }
         let index = self.append_entry(Payload::Command(data));
-        self.bcast_append();
+        self.bcast_append(SendWhen::NewEntries);
         Ok(index)
     }
 
@@ -599,7 +600,7 @@ impl Raft {
         let held = std::mem::take(&mut self.msgs_after_inflight);
         self.release(held);
         if self.role == Role::Leader && self.maybe_commit() {
-            self.bcast_append();
+            self.bcast_append(SendWhen::NewEntriesOrCommit);
         }
         self.debug_check();
     }

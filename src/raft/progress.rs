@@ -34,6 +34,9 @@ pub(super) struct Progress {
     pub(super) recent_active: bool,
     /// Highest heartbeat round the follower answered (confirms ReadIndex requests).
     pub(super) acked_seq: u64,
+    /// Highest commit index an append told the follower about: an empty append that would
+    /// tell it nothing new is not worth a message (and its acknowledgement).
+    pub(super) sent_commit: u64,
 }
 
 impl Progress {
@@ -47,6 +50,7 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: false,
             acked_seq: 0,
+            sent_commit: 0,
         }
     }
 

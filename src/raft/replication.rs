@@ -6,6 +6,17 @@ use super::progress::ProgressState;
 use super::quorum;
 use super::{Raft, Role};
 
+/// When an append with no entries is worth sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SendWhen {
+    /// Only appends that carry entries.
+    NewEntries,
+    /// Also an empty one that tells the follower of a commit index it has not been sent.
+    NewEntriesOrCommit,
+    /// Always: an empty append probes where the follower's log ends.
+    Always,
+}
+
 impl Raft {
     /// Appends an entry of the current term to the leader's log; returns its index.
     pub(super) fn append_entry(&mut self, payload: Payload) -> u64 {
@@ -22,11 +33,11 @@ impl Raft {
         self.progress.keys().copied().collect()
     }
 
-    /// Sends every follower what it lacks (an empty append, carrying the commit index, to
-    /// those that lack nothing).
-    pub(super) fn bcast_append(&mut self) {
+    /// Sends every follower what it lacks (with `when` saying whether an empty append is
+    /// worth it to those that lack nothing).
+    pub(super) fn bcast_append(&mut self, when: SendWhen) {
         for peer in self.peers() {
-            self.maybe_send_append(peer, true);
+            self.maybe_send_append(peer, when);
         }
     }
 
@@ -46,7 +57,7 @@ impl Raft {
 
     /// Sends `to` the next append its progress allows; returns whether one went out. Appends
     /// go out before the leader's own entries are durable (they claim nothing).
-    pub(super) fn maybe_send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
+    pub(super) fn maybe_send_append(&mut self, to: NodeId, when: SendWhen) -> bool {
         let (max_inflight, max_entries) = (
             self.config.max_inflight_msgs,
             self.config.max_entries_per_msg as u64,
@@ -67,14 +78,21 @@ impl Raft {
             .saturating_add(max_entries)
             .min(self.log.last_index());
         let entries = self.log.slice(prev_index + 1, hi).to_vec();
-        if entries.is_empty() && !send_if_empty {
-            return false;
+        let commit = self.hard_state.commit;
+        // The follower takes the commit index only up to the last entry the append vouches for.
+        let carried = commit.min(entries.last().map_or(prev_index, |e| e.index));
+        if entries.is_empty() {
+            match when {
+                SendWhen::NewEntries => return false,
+                SendWhen::NewEntriesOrCommit if carried <= pr.sent_commit => return false,
+                _ => {}
+            }
         }
         let last = entries.last().map(|e| e.index);
         if let Some(pr) = self.progress.get_mut(&to) {
             pr.sent(last);
+            pr.sent_commit = pr.sent_commit.max(carried);
         }
-        let commit = self.hard_state.commit;
         self.send(
             to,
             MessageBody::Append {
@@ -208,12 +226,12 @@ impl Raft {
             pr.become_replicate();
         }
         if moved && self.maybe_commit() {
-            self.bcast_append();
+            self.bcast_append(SendWhen::NewEntriesOrCommit);
         } else if was_paused {
             // Held back while paused, the follower may lack the latest commit index.
-            self.maybe_send_append(from, true);
+            self.maybe_send_append(from, SendWhen::NewEntriesOrCommit);
         }
-        while self.maybe_send_append(from, false) {}
+        while self.maybe_send_append(from, SendWhen::NewEntries) {}
         self.maybe_send_timeout_now(from);
     }
 
@@ -245,7 +263,7 @@ impl Raft {
         };
         pr.recent_active = true;
         if pr.reject(rejected_index, hinted_next) {
-            self.maybe_send_append(from, true);
+            self.maybe_send_append(from, SendWhen::Always);
         }
     }
 
@@ -270,9 +288,11 @@ impl Raft {
         if seq <= current_seq {
             pr.acked_seq = pr.acked_seq.max(seq);
         }
+        // A follower behind with nothing left to send it lost appends: an empty one finds
+        // out where its log ends (once per heartbeat, so never a storm).
         let behind = pr.match_index < last;
         if behind {
-            self.maybe_send_append(from, true);
+            self.maybe_send_append(from, SendWhen::Always);
         }
         self.maybe_confirm_reads();
     }

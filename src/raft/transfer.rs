@@ -5,6 +5,7 @@
 //! within an election timeout, the leader gives up and takes proposals again.
 
 use super::message::{MessageBody, NodeId};
+use super::replication::SendWhen;
 use super::{ProposeError, Raft, Role};
 
 impl Raft {
@@ -22,7 +23,7 @@ impl Raft {
         // A full election timeout to finish (the leader's check-quorum tick abandons it).
         self.election_elapsed = 0;
         if !self.maybe_send_timeout_now(to) {
-            self.maybe_send_append(to, true);
+            self.maybe_send_append(to, SendWhen::Always);
         }
         Ok(())
     }
