@@ -131,6 +131,13 @@ fn write_batch_txn<S: Storage>(
         }
         applied = entry.index;
     }
+    // Durable entries after the batch's last one are a tail a newer leader overwrote (never
+    // on a single voter): the log must end where the batch ends.
+    if let Some(last) = ready.entries.last() {
+        if durable_index > last.index {
+            txn.compact_log(last.index + 1, durable_index)?;
+        }
+    }
     let mut durable = durable_index;
     for entry in &ready.entries {
         let history = match histories.front() {
@@ -244,6 +251,7 @@ mod tests {
                 hard_state: None,
                 committed_entries: entries.clone(),
                 entries,
+                ..Ready::default()
             };
             let out = write_batch(
                 &self.storage,

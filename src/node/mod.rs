@@ -11,8 +11,9 @@ mod handle;
 
 pub use handle::{NodeHandle, Status, NO_SPACE_CAUSE, STOPPED_CAUSE, TIMEOUT_CAUSE};
 
-use crate::raft::{InitialState, Persisted, Raft, Ready};
+use crate::raft::{Config, InitialState, Persisted, Raft, Ready};
 use crate::storage::lmdb::LmdbStorage;
+use crate::storage::lmdb::Recovered;
 use crate::storage::{RaftState, StorageError};
 use crate::store::{Command, Event, V2Error, V2Store};
 use crate::util::clock;
@@ -81,13 +82,13 @@ pub struct Running {
 /// Starts the storage and node threads.
 pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
     let recovered = parts.storage.recover()?;
-    let initial = InitialState {
-        hard_state: recovered.raft.hard_state,
-        last_index: recovered.last_index,
-        last_term: recovered.last_term,
-        applied: recovered.raft.applied,
+    let initial = initial_state(&parts.storage, &recovered)?;
+    // A single voter never ticks; the seed only matters once there are elections to time.
+    let config = Config {
+        seed: parts.member_id,
+        ..Config::default()
     };
-    let raft = Raft::new(parts.member_id, vec![parts.member_id], initial);
+    let raft = Raft::new(parts.member_id, vec![parts.member_id], initial, &config);
     let next_expiration = {
         let view = parts.storage.read()?;
         V2Store::next_expiration(&view)?
@@ -126,6 +127,8 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
         batch_busy: false,
         pending: BTreeMap::new(),
         reads: Vec::new(),
+        read_requests: BTreeMap::new(),
+        next_read_ctx: 0,
         next_expiration,
         sync_in_flight: false,
         sync_not_before: 0,
@@ -144,6 +147,43 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
     Ok(Running {
         handle,
         node_thread,
+    })
+}
+
+// The core keeps in memory only the log after the applied index (a single voter has no
+// follower that could need older entries); the entry at the applied index gives its term.
+fn initial_state(
+    storage: &LmdbStorage,
+    recovered: &Recovered,
+) -> Result<InitialState, StorageError> {
+    let applied = recovered.raft.applied;
+    let last = recovered.last_index;
+    let (compacted_term, entries) = if applied == last {
+        (recovered.last_term, Vec::new())
+    } else if applied == 0 {
+        (0, storage.entries(1, last)?)
+    } else {
+        let mut entries = storage.entries(applied, last)?;
+        match entries.first() {
+            Some(e) if e.index == applied => {
+                let term = e.term;
+                entries.remove(0);
+                (term, entries)
+            }
+            _ => {
+                return Err(StorageError::corrupt(
+                    "read the log after the applied index",
+                    format!("entry {applied} is missing"),
+                ))
+            }
+        }
+    };
+    Ok(InitialState {
+        hard_state: recovered.raft.hard_state,
+        applied,
+        compacted_index: applied,
+        compacted_term,
+        entries,
     })
 }
 
@@ -276,6 +316,9 @@ struct Node {
     pending: BTreeMap<u64, ProposeReply>,
     /// Linearizable reads waiting for (read index, reply).
     reads: Vec<(u64, ReadReply)>,
+    /// Reads waiting for their read index, by request context.
+    read_requests: BTreeMap<u64, ReadReply>,
+    next_read_ctx: u64,
     next_expiration: Option<u64>,
     sync_in_flight: bool,
     /// No expiry proposal before this time (backoff after the disk was full).
@@ -324,19 +367,24 @@ impl Node {
     fn handle(&mut self, input: Input) -> Result<bool, StorageError> {
         match input {
             Input::Propose { command, reply } => self.propose(command, reply),
-            Input::ReadIndex { reply } => match self.raft.read_index() {
-                Ok(index) if index <= self.raft.applied_index() => {
-                    let _ = reply.try_send(Ok(()));
+            Input::ReadIndex { reply } => {
+                let ctx = self.next_read_ctx;
+                self.next_read_ctx += 1;
+                match self.raft.read_index(ctx) {
+                    Ok(()) => {
+                        self.read_requests.insert(ctx, reply);
+                        // A single voter answers at once.
+                        self.take_read_states();
+                    }
+                    Err(e) => {
+                        let _ = reply.try_send(Err(V2Error::new(
+                            crate::store::error::RAFT_INTERNAL,
+                            e.to_string(),
+                            0,
+                        )));
+                    }
                 }
-                Ok(index) => self.reads.push((index, reply)),
-                Err(e) => {
-                    let _ = reply.try_send(Err(V2Error::new(
-                        crate::store::error::RAFT_INTERNAL,
-                        e.to_string(),
-                        0,
-                    )));
-                }
-            },
+            }
             Input::Persisted(outcome) => self.on_persisted(outcome)?,
             Input::Ping { reply } => {
                 let _ = reply.send(());
@@ -347,6 +395,19 @@ impl Node {
             }
         }
         Ok(true)
+    }
+
+    fn take_read_states(&mut self) {
+        for rs in self.raft.take_read_states() {
+            let Some(reply) = self.read_requests.remove(&rs.ctx) else {
+                continue;
+            };
+            if rs.index <= self.raft.applied_index() {
+                let _ = reply.try_send(Ok(()));
+            } else {
+                self.reads.push((rs.index, reply));
+            }
+        }
     }
 
     fn propose(&mut self, command: Command, reply: ProposeReply) {
@@ -387,7 +448,10 @@ impl Node {
         if self.batch_busy {
             return;
         }
-        if let Some(ready) = self.raft.ready() {
+        if let Some(mut ready) = self.raft.ready() {
+            // A single voter has no peers to message; its reads are answered at once.
+            ready.messages.clear();
+            ready.read_states.clear();
             if self.batch_tx.send(ready).is_ok() {
                 self.batch_busy = true;
             }
@@ -432,6 +496,8 @@ impl Node {
             durable_index: outcome.durable_index,
             applied_index: outcome.applied_index,
         });
+        // What is applied is on disk: the core's in-memory copy is no longer needed.
+        self.raft.compact(self.raft.applied_index());
         self.next_expiration = outcome.next_expiration;
         if outcome.applied_sync {
             self.sync_in_flight = false;
@@ -482,6 +548,9 @@ impl Node {
             let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
         }
         for (_, reply) in std::mem::take(&mut self.reads) {
+            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
+        }
+        for (_, reply) in std::mem::take(&mut self.read_requests) {
             let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
         }
     }

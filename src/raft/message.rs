@@ -1,9 +1,13 @@
-//! What the Raft core persists and exchanges: entries and the hard state. Fixed-width
-//! integers only, since these reach the disk (and, later, the wire) on 32- and 64-bit boards.
+//! What the Raft core persists and exchanges: entries, the hard state and the messages between
+//! members. Fixed-width integers only, since these reach the disk and the wire on 32- and
+//! 64-bit boards; every type derives bincode's `Encode`/`Decode`.
+//!
+//! Everything here may come from a peer, so nothing about it is trusted: the core validates
+//! each message (sender, term, indexes, entry order) and ignores what does not fit.
 
 use bincode::{Decode, Encode};
 
-/// A member id (etcd's 64-bit member id).
+/// A member id (etcd's 64-bit member id). 0 means "nobody".
 pub type NodeId = u64;
 
 /// One log entry.
@@ -35,4 +39,128 @@ pub struct HardState {
     pub vote: NodeId,
     /// Highest index known committed.
     pub commit: u64,
+}
+
+/// One message between members. `term` is the sender's current term, except in a pre-vote
+/// request (the term the sender would campaign in) and a granted pre-vote response (that
+/// same term, echoed), which move nobody's term (Raft thesis §9.6).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+    /// See the type's docs.
+    pub term: u64,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+/// The kinds of message. Requests and their responses sit side by side.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum MessageBody {
+    /// "Would you vote for me if I campaigned?" Sent before bumping the term, so that a member
+    /// that cannot win (e.g. one returning from a partition) does not disrupt the cluster.
+    PreVote {
+        /// Index of the sender's last entry.
+        last_index: u64,
+        /// Term of the sender's last entry.
+        last_term: u64,
+    },
+    /// The answer to [`MessageBody::PreVote`].
+    PreVoteResponse {
+        /// Whether the pre-vote is granted.
+        granted: bool,
+    },
+    /// A vote request of a candidate (Raft §5.2, §5.4.1).
+    Vote {
+        /// Index of the candidate's last entry.
+        last_index: u64,
+        /// Term of the candidate's last entry.
+        last_term: u64,
+        /// The campaign was asked for by the leader (leadership transfer): voters grant it
+        /// even though they heard from that leader within their lease.
+        transfer: bool,
+    },
+    /// The answer to [`MessageBody::Vote`]; a grant is only sent once the vote is durable.
+    VoteResponse {
+        /// Whether the vote is granted.
+        granted: bool,
+    },
+    /// The leader's AppendEntries (Raft §5.3).
+    Append {
+        /// Index of the entry just before `entries`.
+        prev_index: u64,
+        /// Term of that entry.
+        prev_term: u64,
+        /// Entries to append, consecutive from `prev_index + 1` (may be empty).
+        entries: Vec<Entry>,
+        /// The leader's commit index.
+        commit: u64,
+    },
+    /// The follower's log matches the leader's up to `match_index`, durably.
+    AppendAccepted {
+        /// The last index known to match the leader's log.
+        match_index: u64,
+    },
+    /// The follower's log does not hold the leader's entry at `rejected_index`. The hint lets
+    /// the leader skip a whole term per round trip instead of one entry (Raft §5.3, the
+    /// optimisation after Figure 7; the thesis' conflictTerm/conflictIndex).
+    AppendRejected {
+        /// The `prev_index` of the rejected append.
+        rejected_index: u64,
+        /// First index of `hint_term` in the follower's log, or, when `hint_term` is 0, the
+        /// follower's last index (its log is shorter than `rejected_index`).
+        hint_index: u64,
+        /// The term of the follower's entry at `rejected_index` (0: it has no such entry).
+        hint_term: u64,
+    },
+    /// The leader's heartbeat: it asserts leadership and confirms ReadIndex rounds.
+    Heartbeat {
+        /// The commit index the follower may take: the leader's commit, capped by what the
+        /// leader knows the follower holds.
+        commit: u64,
+        /// The leader's heartbeat round, echoed back to confirm ReadIndex requests.
+        seq: u64,
+    },
+    /// The answer to a heartbeat.
+    HeartbeatResponse {
+        /// The round being answered.
+        seq: u64,
+    },
+    /// A follower asks the leader for a read index on behalf of its client.
+    ReadIndex {
+        /// The follower's request context, echoed in the answer.
+        ctx: u64,
+    },
+    /// The leader's answer to [`MessageBody::ReadIndex`], sent once a quorum confirmed it
+    /// was still the leader.
+    ReadIndexResponse {
+        /// The request context.
+        ctx: u64,
+        /// The read is linearizable once the asker applied this index.
+        index: u64,
+    },
+    /// The leader tells the transfer target to campaign now, skipping pre-vote.
+    TimeoutNow,
+}
+
+impl MessageBody {
+    /// A short name for traces and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::PreVote { .. } => "PreVote",
+            MessageBody::PreVoteResponse { .. } => "PreVoteResponse",
+            MessageBody::Vote { .. } => "Vote",
+            MessageBody::VoteResponse { .. } => "VoteResponse",
+            MessageBody::Append { .. } => "Append",
+            MessageBody::AppendAccepted { .. } => "AppendAccepted",
+            MessageBody::AppendRejected { .. } => "AppendRejected",
+            MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::HeartbeatResponse { .. } => "HeartbeatResponse",
+            MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
+            MessageBody::TimeoutNow => "TimeoutNow",
+        }
+    }
 }

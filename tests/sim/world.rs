@@ -1,0 +1,1127 @@
+//! The simulated cluster: members (a Raft core and a disk each), the driver that persists
+//! their Readies, the network, clients, and faults — all driven by virtual time in
+//! milliseconds and one seed.
+//!
+//! The driver follows the Ready contract as the node thread will: it sends a Ready's
+//! messages at once, hands the hard state, entries and committed entries to a simulated
+//! fsync that completes after a delay drawn from the seed, and only then applies them to the
+//! disk — in one atomic step, as LMDB's single transaction does — and calls `advance`. A crash
+//! throws away the core and any write not yet complete; a restart builds a new core from the
+//! disk alone. So a member keeps exactly what it had reported durable.
+
+use crate::invariants::{Checker, Violation};
+use crate::linearizability::OpKind;
+use crate::network::{NetOptions, Network};
+use pikv::raft::{
+    Config, Entry, HardState, InitialState, Message, NodeId, Payload, Persisted, Prng, Raft, Ready,
+    Role,
+};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// Everything a run varies, drawn from its seed (TigerBeetle's swarm testing: each seed
+/// also picks which faults are on and how hard they hit).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub members: usize,
+    pub tick_ms: u64,
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    pub max_inflight_msgs: usize,
+    pub max_entries_per_msg: usize,
+    pub net: NetOptions,
+    /// Fsync latency: usually up to `fsync_max_ms`, now and then up to `fsync_slow_ms`.
+    pub fsync_max_ms: u64,
+    pub fsync_slow_per_mille: u64,
+    pub fsync_slow_ms: u64,
+    /// Writes that fail (the disk is full): the driver reports `persist_failed`.
+    pub persist_fail_per_mille: u64,
+    /// Mean time between crashes (0: none), and the longest a member stays down.
+    pub crash_every_ms: u64,
+    pub down_max_ms: u64,
+    /// Mean time between partition changes (0: none).
+    pub partition_every_ms: u64,
+    /// Mean time between leadership transfer requests (0: none).
+    pub transfer_every_ms: u64,
+    pub clients: usize,
+    pub keys: u8,
+    pub op_gap_max_ms: u64,
+    /// Clients give up on an operation after this long.
+    pub op_timeout_ms: u64,
+    /// How long faults run; then the network heals, members restart and the run must
+    /// converge within `heal_budget_ms`.
+    pub fault_ms: u64,
+    pub heal_budget_ms: u64,
+    /// A disk that acknowledges the vote but forgets it on a crash: the simulator must catch
+    /// the consequences (used only to prove the checkers work).
+    pub lying_disk: bool,
+}
+
+impl Options {
+    pub fn swarm(seed: u64, members: usize) -> Options {
+        let mut p = Prng::new(seed ^ 0x5157_5EED);
+        let mut pick = |choices: &[u64]| choices[p.below(choices.len() as u64) as usize];
+        let net = NetOptions {
+            loss_per_mille: pick(&[0, 10, 50, 150]),
+            dup_per_mille: pick(&[0, 0, 20]),
+            delay_min_ms: 1,
+            delay_max_ms: pick(&[3, 10, 30]),
+            long_delay_per_mille: pick(&[0, 5, 30]),
+            long_delay_max_ms: 300,
+        };
+        Options {
+            members,
+            tick_ms: 10,
+            election_ticks: 10,
+            heartbeat_ticks: pick(&[1, 2, 3]) as u32,
+            max_inflight_msgs: pick(&[1, 2, 4, 256]) as usize,
+            max_entries_per_msg: pick(&[1, 3, 16, 64]) as usize,
+            net,
+            fsync_max_ms: pick(&[0, 5, 20]),
+            fsync_slow_per_mille: pick(&[0, 20]),
+            fsync_slow_ms: 200,
+            persist_fail_per_mille: pick(&[0, 0, 0, 20]),
+            crash_every_ms: pick(&[0, 100, 300, 1000]),
+            down_max_ms: pick(&[50, 400]),
+            partition_every_ms: pick(&[0, 200, 600]),
+            transfer_every_ms: pick(&[0, 300]),
+            clients: pick(&[3, 8]) as usize,
+            keys: pick(&[1, 2, 3]) as u8,
+            op_gap_max_ms: pick(&[5, 30]),
+            op_timeout_ms: pick(&[300, 1000]),
+            fault_ms: 3000,
+            heal_budget_ms: 8000,
+            lying_disk: false,
+        }
+    }
+}
+
+/// What a member keeps across crashes.
+#[derive(Debug, Clone, Default)]
+struct Disk {
+    hard_state: HardState,
+    /// Entries 1..=len.
+    log: Vec<Entry>,
+    applied: u64,
+    /// The state machine: key → the op id of the last write applied.
+    kv: BTreeMap<u8, u64>,
+}
+
+struct Write {
+    ready: Ready,
+    done_at: u64,
+}
+
+struct Member {
+    id: NodeId,
+    raft: Option<Raft>,
+    disk: Disk,
+    write: Option<Write>,
+    next_tick_at: u64,
+    down_until: u64,
+    boots: u64,
+    /// Answers to this member's ReadIndex requests, by context.
+    read_states: BTreeMap<u64, u64>,
+    /// Last term and commit seen while up (they must never go down), and the role.
+    seen_term: u64,
+    seen_commit: u64,
+    seen_role: Option<Role>,
+}
+
+/// What happened to a client operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Ok,
+    /// The client never learned whether it took effect.
+    Unknown,
+    /// It certainly did not take effect (or, for a read, never answered).
+    Failed,
+}
+
+/// One client operation.
+#[derive(Debug, Clone)]
+pub struct HistOp {
+    pub client: usize,
+    pub key: u8,
+    pub kind: OpKind,
+    pub call: u64,
+    pub ret: Option<u64>,
+    pub outcome: Outcome,
+    /// A write's log index.
+    pub index: u64,
+}
+
+struct Client {
+    /// Index into the history of the operation in progress.
+    pending: Option<usize>,
+    /// The member this client takes for the leader: kept until it refuses a write or an
+    /// operation times out, so clients keep writing to a deposed leader for a while, as
+    /// real clients do.
+    leader_hint: Option<usize>,
+    member: usize,
+    ctx: u64,
+    read_index: Option<u64>,
+    deadline: u64,
+    next_at: u64,
+}
+
+/// One line of the trace.
+#[derive(Debug, Clone, Hash)]
+pub enum Event {
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        term: u64,
+        kind: &'static str,
+    },
+    Tick(NodeId),
+    Persist {
+        member: NodeId,
+        entries: usize,
+        committed: usize,
+        hard_state: bool,
+    },
+    PersistFailed(NodeId),
+    Crash(NodeId),
+    Restart(NodeId),
+    Net(String),
+    Role {
+        member: NodeId,
+        role: String,
+        term: u64,
+    },
+    Propose {
+        member: NodeId,
+        op: u64,
+        index: u64,
+    },
+    Read {
+        member: NodeId,
+        ctx: u64,
+    },
+    Transfer {
+        from: NodeId,
+        to: NodeId,
+    },
+    Done {
+        client: usize,
+        outcome: String,
+    },
+}
+
+/// The last events (printed on failure) and a hash of all of them (to check that a seed
+/// replays exactly).
+pub struct Trace {
+    ring: VecDeque<(u64, Event)>,
+    hasher: DefaultHasher,
+    pub events: u64,
+    pub verbose: bool,
+}
+
+impl Trace {
+    const KEEP: usize = 80;
+
+    fn new(verbose: bool) -> Trace {
+        Trace {
+            ring: VecDeque::with_capacity(Trace::KEEP),
+            hasher: DefaultHasher::new(),
+            events: 0,
+            verbose,
+        }
+    }
+
+    fn push(&mut self, at: u64, e: Event) {
+        self.events += 1;
+        at.hash(&mut self.hasher);
+        e.hash(&mut self.hasher);
+        if self.verbose {
+            eprintln!("{at:>6} {e:?}");
+        }
+        if self.ring.len() == Trace::KEEP {
+            self.ring.pop_front();
+        }
+        self.ring.push_back((at, e));
+    }
+
+    pub fn hash(&self) -> u64 {
+        self.hasher.finish()
+    }
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (at, e) in &self.ring {
+            writeln!(f, "  {at:>6} ms  {e:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts for the report.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub crashes: u64,
+    pub persist_failures: u64,
+    pub transfers: u64,
+    pub writes_ok: u64,
+    pub writes_unknown: u64,
+    pub reads_ok: u64,
+    pub messages: u64,
+    pub committed: u64,
+    pub virtual_ms: u64,
+    /// Durable entries overwritten by a newer leader's (log truncations that reached a disk).
+    pub overwrites: u64,
+    /// Terms that had a leader.
+    pub elections: u64,
+}
+
+fn encode_op(op_id: u64, key: u8) -> Vec<u8> {
+    let mut v = op_id.to_le_bytes().to_vec();
+    v.push(key);
+    v
+}
+
+fn decode_op(payload: &Payload) -> Option<(u64, u8)> {
+    match payload {
+        Payload::Command(b) if b.len() == 9 => {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&b[..8]);
+            Some((u64::from_le_bytes(id), b[8]))
+        }
+        _ => None,
+    }
+}
+
+pub struct World {
+    pub opts: Options,
+    seed: u64,
+    prng: Prng,
+    pub now: u64,
+    ids: Vec<NodeId>,
+    members: Vec<Member>,
+    net: Network,
+    clients: Vec<Client>,
+    pub history: Vec<HistOp>,
+    pub checker: Checker,
+    pub trace: Trace,
+    /// Faults on (first phase) or healing (second phase).
+    faults: bool,
+    next_op: u64,
+    next_ctx: u64,
+    pub stats: Stats,
+}
+
+impl World {
+    pub fn new(seed: u64, opts: Options, verbose: bool) -> World {
+        let ids: Vec<NodeId> = (1..=opts.members as u64).collect();
+        let members = ids
+            .iter()
+            .map(|id| Member {
+                id: *id,
+                raft: None,
+                disk: Disk::default(),
+                write: None,
+                next_tick_at: 0,
+                down_until: 0,
+                boots: 0,
+                read_states: BTreeMap::new(),
+                seen_term: 0,
+                seen_commit: 0,
+                seen_role: None,
+            })
+            .collect();
+        let clients = (0..opts.clients)
+            .map(|_| Client {
+                pending: None,
+                leader_hint: None,
+                member: 0,
+                ctx: 0,
+                read_index: None,
+                deadline: 0,
+                next_at: 0,
+            })
+            .collect();
+        World {
+            net: Network::new(opts.net.clone()),
+            opts,
+            seed,
+            prng: Prng::new(seed),
+            now: 0,
+            ids,
+            members,
+            clients,
+            history: Vec::new(),
+            checker: Checker::default(),
+            trace: Trace::new(verbose),
+            faults: true,
+            next_op: 1,
+            next_ctx: 1,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Runs the faulty phase, heals, waits for convergence and checks the end state.
+    pub fn run(&mut self) -> Result<(), Violation> {
+        for i in 0..self.members.len() {
+            self.restart(i)?;
+        }
+        while self.now < self.opts.fault_ms {
+            self.step_ms()?;
+        }
+        self.heal()?;
+        let deadline = self.now + self.opts.heal_budget_ms;
+        loop {
+            self.step_ms()?;
+            if self.converged() {
+                break;
+            }
+            if self.now >= deadline {
+                return Err(Violation::NoConvergence {
+                    detail: self.describe_members(),
+                });
+            }
+        }
+        self.stats.virtual_ms = self.now;
+        self.stats.messages = self.net.sent;
+        self.stats.committed = self.checker.applied.len() as u64;
+        self.stats.elections = self.checker.elections() as u64;
+        self.final_checks()
+    }
+
+    fn step_ms(&mut self) -> Result<(), Violation> {
+        self.now += 1;
+        for i in 0..self.members.len() {
+            if self.members[i].raft.is_none() {
+                if self.now >= self.members[i].down_until {
+                    self.restart(i)?;
+                }
+                continue;
+            }
+            if self.members[i]
+                .write
+                .as_ref()
+                .is_some_and(|w| w.done_at <= self.now)
+            {
+                self.complete_write(i)?;
+                self.pump(i)?;
+                self.after_event(i)?;
+            }
+            if self.members[i].next_tick_at <= self.now {
+                self.members[i].next_tick_at = self.now + self.opts.tick_ms;
+                let id = self.members[i].id;
+                self.trace.push(self.now, Event::Tick(id));
+                if let Some(raft) = self.members[i].raft.as_mut() {
+                    raft.tick();
+                }
+                self.pump(i)?;
+                self.after_event(i)?;
+            }
+        }
+        while let Some(m) = self.net.pop_due(self.now) {
+            self.deliver(m)?;
+        }
+        self.clients_step()?;
+        if self.faults {
+            self.faults_step()?;
+        }
+        if self.now % 250 == 0 {
+            self.full_scan()?;
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, m: Message) -> Result<(), Violation> {
+        let i = (m.to - 1) as usize;
+        self.trace.push(
+            self.now,
+            Event::Deliver {
+                from: m.from,
+                to: m.to,
+                term: m.term,
+                kind: m.body.kind(),
+            },
+        );
+        let Some(raft) = self.members.get_mut(i).and_then(|mb| mb.raft.as_mut()) else {
+            return Ok(());
+        };
+        raft.step(m);
+        self.pump(i)?;
+        self.after_event(i)
+    }
+
+    /// The driver: send what may go, hand out the next Ready, persist it (now or later).
+    fn pump(&mut self, i: usize) -> Result<(), Violation> {
+        loop {
+            let busy = self.members[i].write.is_some();
+            let Some(raft) = self.members[i].raft.as_mut() else {
+                return Ok(());
+            };
+            let msgs = raft.take_messages();
+            let reads = raft.take_read_states();
+            let ready = if busy { None } else { raft.ready() };
+            let prev_term = ready
+                .as_ref()
+                .and_then(|rd| rd.entries.first())
+                .map(|e| raft.log_term(e.index - 1));
+            for rs in reads {
+                self.members[i].read_states.insert(rs.ctx, rs.index);
+            }
+            for m in msgs {
+                self.net.send(self.now, m, &mut self.prng);
+            }
+            let Some(mut rd) = ready else {
+                return Ok(());
+            };
+            for m in std::mem::take(&mut rd.messages) {
+                self.net.send(self.now, m, &mut self.prng);
+            }
+            for rs in std::mem::take(&mut rd.read_states) {
+                self.members[i].read_states.insert(rs.ctx, rs.index);
+            }
+            let id = self.members[i].id;
+            if let Some(prev) = prev_term {
+                let Some(prev) = prev else {
+                    return Err(Violation::Member {
+                        member: id,
+                        detail: "a Ready's entries follow an entry of unknown term".into(),
+                    });
+                };
+                self.checker.observe_entries(id, prev, &rd.entries)?;
+            }
+            if !rd.needs_persist() {
+                let p = self.persisted(i);
+                if let Some(raft) = self.members[i].raft.as_mut() {
+                    raft.advance(p);
+                }
+                continue;
+            }
+            let latency = self.fsync_latency();
+            self.members[i].write = Some(Write {
+                ready: rd,
+                done_at: self.now + latency,
+            });
+            if latency > 0 {
+                return Ok(());
+            }
+            self.complete_write(i)?;
+        }
+    }
+
+    fn fsync_latency(&mut self) -> u64 {
+        if self.prng.chance(self.opts.fsync_slow_per_mille, 1000) {
+            return self.prng.between(1, self.opts.fsync_slow_ms);
+        }
+        self.prng.between(0, self.opts.fsync_max_ms)
+    }
+
+    fn persisted(&self, i: usize) -> Persisted {
+        Persisted {
+            durable_index: self.members[i].disk.log.len() as u64,
+            applied_index: self.members[i].disk.applied,
+        }
+    }
+
+    /// The simulated fsync completed: one atomic write of the Ready, then `advance`.
+    fn complete_write(&mut self, i: usize) -> Result<(), Violation> {
+        let Some(Write { ready, .. }) = self.members[i].write.take() else {
+            return Ok(());
+        };
+        let id = self.members[i].id;
+        if self.faults && self.prng.chance(self.opts.persist_fail_per_mille, 1000) {
+            self.stats.persist_failures += 1;
+            self.trace.push(self.now, Event::PersistFailed(id));
+            if let Some(raft) = self.members[i].raft.as_mut() {
+                raft.persist_failed();
+            }
+            return Ok(());
+        }
+        self.trace.push(
+            self.now,
+            Event::Persist {
+                member: id,
+                entries: ready.entries.len(),
+                committed: ready.committed_entries.len(),
+                hard_state: ready.hard_state.is_some(),
+            },
+        );
+        let bad = |detail: String| Violation::Member { member: id, detail };
+        let disk = &mut self.members[i].disk;
+        if let Some(hs) = ready.hard_state {
+            let old = disk.hard_state;
+            if hs.term < old.term {
+                return Err(bad(format!(
+                    "durable term goes back {} -> {}",
+                    old.term, hs.term
+                )));
+            }
+            if hs.term == old.term && old.vote != 0 && hs.vote != old.vote {
+                return Err(bad(format!(
+                    "durable vote changes within term {}: {} -> {}",
+                    hs.term, old.vote, hs.vote
+                )));
+            }
+            disk.hard_state = hs;
+        }
+        if let Some(first) = ready.entries.first() {
+            let keep = first.index - 1;
+            if keep > disk.log.len() as u64 {
+                return Err(bad(format!(
+                    "entries from {} leave a gap after the durable log's {}",
+                    first.index,
+                    disk.log.len()
+                )));
+            }
+            for e in &ready.entries {
+                if e.index <= disk.applied && disk.log.get(e.index as usize - 1) != Some(e) {
+                    return Err(bad(format!("overwrites applied entry {}", e.index)));
+                }
+            }
+            // The contract: appending removes the durable entries after the last one.
+            if (disk.log.len() as u64) > keep {
+                self.stats.overwrites += 1;
+            }
+            disk.log.truncate(keep as usize);
+            disk.log.extend(ready.entries.iter().cloned());
+        }
+        let term = self.members[i].raft.as_ref().map_or(0, Raft::term);
+        for e in &ready.committed_entries {
+            let disk = &self.members[i].disk;
+            if e.index != disk.applied + 1 {
+                return Err(bad(format!(
+                    "applies {} after applied {}",
+                    e.index, disk.applied
+                )));
+            }
+            if disk.log.get(e.index as usize - 1) != Some(e) {
+                return Err(bad(format!(
+                    "applies entry {} that is not durable",
+                    e.index
+                )));
+            }
+            if e.index > disk.hard_state.commit {
+                return Err(bad(format!(
+                    "applies entry {} beyond the durable commit {}",
+                    e.index, disk.hard_state.commit
+                )));
+            }
+            let holders = self
+                .members
+                .iter()
+                .filter(|m| m.disk.log.get(e.index as usize - 1) == Some(e))
+                .count();
+            self.checker
+                .applied_entry(id, term, e, holders, self.members.len())?;
+            let disk = &mut self.members[i].disk;
+            if let Some((op, key)) = decode_op(&e.payload) {
+                disk.kv.insert(key, op);
+            }
+            disk.applied = e.index;
+        }
+        let p = self.persisted(i);
+        if let Some(raft) = self.members[i].raft.as_mut() {
+            raft.advance(p);
+        }
+        Ok(())
+    }
+
+    /// Checks after every event, for member `i` and the clients waiting on it.
+    fn after_event(&mut self, i: usize) -> Result<(), Violation> {
+        self.complete_clients(i)?;
+        let now = self.now;
+        let m = &mut self.members[i];
+        let Some(raft) = m.raft.as_ref() else {
+            return Ok(());
+        };
+        if let Some(detail) = raft.violation() {
+            return Err(Violation::Member {
+                member: m.id,
+                detail,
+            });
+        }
+        if raft.term() < m.seen_term || raft.commit_index() < m.seen_commit {
+            return Err(Violation::Member {
+                member: m.id,
+                detail: format!(
+                    "term/commit went back: {}/{} after {}/{}",
+                    raft.term(),
+                    raft.commit_index(),
+                    m.seen_term,
+                    m.seen_commit
+                ),
+            });
+        }
+        if raft.term() != m.seen_term || Some(raft.role()) != m.seen_role {
+            self.trace.push(
+                now,
+                Event::Role {
+                    member: raft.id(),
+                    role: format!("{:?}", raft.role()),
+                    term: raft.term(),
+                },
+            );
+        }
+        m.seen_term = raft.term();
+        m.seen_commit = raft.commit_index();
+        m.seen_role = Some(raft.role());
+        self.checker.election_safety(raft)?;
+        self.checker.leader_completeness(raft)
+    }
+
+    /// The O(log) checks, every 250 virtual ms: whole logs, and that what the core calls
+    /// durable is on the disk.
+    fn full_scan(&mut self) -> Result<(), Violation> {
+        for m in &self.members {
+            let Some(raft) = m.raft.as_ref() else {
+                continue;
+            };
+            self.checker.full_log(raft)?;
+            let persisted = raft.persisted_index();
+            for e in raft
+                .log_entries()
+                .iter()
+                .take_while(|e| e.index <= persisted)
+            {
+                if m.disk.log.get(e.index as usize - 1) != Some(e) {
+                    return Err(Violation::Member {
+                        member: m.id,
+                        detail: format!(
+                            "the core counts entry {} durable, the disk holds {:?}",
+                            e.index,
+                            m.disk.log.get(e.index as usize - 1)
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self, i: usize) {
+        let id = self.members[i].id;
+        self.stats.crashes += 1;
+        self.trace.push(self.now, Event::Crash(id));
+        let down = self.prng.between(1, self.opts.down_max_ms);
+        let m = &mut self.members[i];
+        m.raft = None;
+        m.write = None;
+        m.read_states.clear();
+        m.down_until = self.now + down;
+        // Term and commit are only durable once written: a restart may resume below what
+        // memory held (the disk's own checks say the durable ones never go back).
+        m.seen_term = 0;
+        m.seen_commit = 0;
+        m.seen_role = None;
+        for c in 0..self.clients.len() {
+            if self.clients[c].member == i {
+                self.give_up(c);
+            }
+        }
+    }
+
+    fn restart(&mut self, i: usize) -> Result<(), Violation> {
+        let m = &mut self.members[i];
+        if self.opts.lying_disk {
+            m.disk.hard_state.vote = 0;
+        }
+        let initial = InitialState {
+            hard_state: m.disk.hard_state,
+            applied: m.disk.applied,
+            compacted_index: 0,
+            compacted_term: 0,
+            entries: m.disk.log.clone(),
+        };
+        let config = Config {
+            election_ticks: self.opts.election_ticks,
+            heartbeat_ticks: self.opts.heartbeat_ticks,
+            seed: self
+                .seed
+                .wrapping_mul(0x2545_F491_4F6C_DD1D)
+                .wrapping_add(m.boots),
+            max_inflight_msgs: self.opts.max_inflight_msgs,
+            max_entries_per_msg: self.opts.max_entries_per_msg,
+        };
+        m.boots += 1;
+        let raft = Raft::new(m.id, self.ids.clone(), initial, &config);
+        if raft.applied_index() != m.disk.applied {
+            return Err(Violation::Member {
+                member: m.id,
+                detail: format!(
+                    "restarted with applied {} from a disk at {}",
+                    raft.applied_index(),
+                    m.disk.applied
+                ),
+            });
+        }
+        m.raft = Some(raft);
+        m.next_tick_at = self.now + self.prng.between(1, self.opts.tick_ms);
+        let id = m.id;
+        self.trace.push(self.now, Event::Restart(id));
+        self.pump(i)?;
+        self.after_event(i)
+    }
+
+    fn faults_step(&mut self) -> Result<(), Violation> {
+        let n = self.members.len();
+        if self.opts.crash_every_ms > 0 && self.prng.chance(1, self.opts.crash_every_ms) {
+            let i = self.prng.below(n as u64) as usize;
+            if self.members[i].raft.is_some() {
+                self.crash(i);
+            }
+        }
+        if self.opts.partition_every_ms > 0 && self.prng.chance(1, self.opts.partition_every_ms) {
+            match self.prng.below(10) {
+                0..=3 => self.net.heal(),
+                4..=6 => {
+                    let lone = self.ids[self.prng.below(n as u64) as usize];
+                    self.net.split(&[lone], &self.ids);
+                }
+                7..=8 => {
+                    let mut group: Vec<NodeId> = self
+                        .ids
+                        .iter()
+                        .copied()
+                        .filter(|_| self.prng.chance(1, 2))
+                        .collect();
+                    group.sort_unstable();
+                    self.net.split(&group, &self.ids);
+                }
+                _ => {
+                    let a = self.ids[self.prng.below(n as u64) as usize];
+                    let b = self.ids[self.prng.below(n as u64) as usize];
+                    if a != b {
+                        self.net.cut_one_way(a, b);
+                    }
+                }
+            }
+            self.trace.push(self.now, Event::Net(self.net.describe()));
+        }
+        if self.opts.transfer_every_ms > 0 && self.prng.chance(1, self.opts.transfer_every_ms) {
+            if let Some(i) = self.leader() {
+                let to = self.ids[self.prng.below(n as u64) as usize];
+                let from = self.members[i].id;
+                self.stats.transfers += 1;
+                self.trace.push(self.now, Event::Transfer { from, to });
+                if let Some(raft) = self.members[i].raft.as_mut() {
+                    let _ = raft.transfer_leader(to);
+                }
+                self.pump(i)?;
+                self.after_event(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The member a client would find as leader: the live leader of the highest term.
+    fn leader(&self) -> Option<usize> {
+        (0..self.members.len())
+            .filter(|i| {
+                self.members[*i]
+                    .raft
+                    .as_ref()
+                    .is_some_and(|r| r.role() == Role::Leader)
+            })
+            .max_by_key(|i| self.members[*i].raft.as_ref().map_or(0, Raft::term))
+    }
+
+    fn clients_step(&mut self) -> Result<(), Violation> {
+        for c in 0..self.clients.len() {
+            if self.clients[c].pending.is_some() {
+                if self.now >= self.clients[c].deadline {
+                    self.give_up(c);
+                }
+                continue;
+            }
+            if !self.faults || self.now < self.clients[c].next_at {
+                continue;
+            }
+            self.clients[c].next_at = self.now + self.prng.between(1, self.opts.op_gap_max_ms);
+            let key = self.prng.below(u64::from(self.opts.keys)) as u8;
+            let write = self.prng.chance(1, 2);
+            // Writes go to the member taken for the leader; reads there or anywhere
+            // (followers forward them).
+            let to_hint = write || self.prng.chance(1, 2);
+            let i = match (to_hint, self.clients[c].leader_hint) {
+                (true, Some(l)) => l,
+                _ => self.prng.below(self.members.len() as u64) as usize,
+            };
+            let id = self.members[i].id;
+            let Some(raft) = self.members[i].raft.as_mut() else {
+                self.clients[c].leader_hint = None;
+                continue;
+            };
+            if write {
+                let op = self.next_op;
+                self.next_op += 1;
+                let Ok(index) = raft.propose(encode_op(op, key)) else {
+                    // Redirected to whom this member takes for the leader, if anyone.
+                    self.clients[c].leader_hint = raft.leader().map(|l| (l - 1) as usize);
+                    continue;
+                };
+                self.clients[c].leader_hint = Some(i);
+                self.trace.push(
+                    self.now,
+                    Event::Propose {
+                        member: id,
+                        op,
+                        index,
+                    },
+                );
+                self.history.push(HistOp {
+                    client: c,
+                    key,
+                    kind: OpKind::Write(op),
+                    call: self.now,
+                    ret: None,
+                    outcome: Outcome::Pending,
+                    index,
+                });
+            } else {
+                let ctx = self.next_ctx;
+                self.next_ctx += 1;
+                if raft.read_index(ctx).is_err() {
+                    continue;
+                }
+                self.trace.push(self.now, Event::Read { member: id, ctx });
+                self.history.push(HistOp {
+                    client: c,
+                    key,
+                    kind: OpKind::Read(None),
+                    call: self.now,
+                    ret: None,
+                    outcome: Outcome::Pending,
+                    index: 0,
+                });
+            }
+            let cl = &mut self.clients[c];
+            cl.pending = Some(self.history.len() - 1);
+            cl.member = i;
+            cl.ctx = self.next_ctx - 1;
+            cl.read_index = None;
+            cl.deadline = self.now + self.opts.op_timeout_ms;
+            self.pump(i)?;
+            self.after_event(i)?;
+        }
+        Ok(())
+    }
+
+    /// A client stops waiting: a write's outcome becomes unknown, a read is dropped.
+    fn give_up(&mut self, c: usize) {
+        let Some(h) = self.clients[c].pending.take() else {
+            return;
+        };
+        self.clients[c].leader_hint = None;
+        let op = &mut self.history[h];
+        op.outcome = match op.kind {
+            OpKind::Write(_) => Outcome::Unknown,
+            OpKind::Read(_) => Outcome::Failed,
+        };
+        self.trace.push(
+            self.now,
+            Event::Done {
+                client: c,
+                outcome: format!("{:?}", op.outcome),
+            },
+        );
+    }
+
+    /// Answers clients waiting on member `i` whose operation is now done.
+    fn complete_clients(&mut self, i: usize) -> Result<(), Violation> {
+        for c in 0..self.clients.len() {
+            let cl = &self.clients[c];
+            let Some(h) = cl.pending else {
+                continue;
+            };
+            if cl.member != i {
+                continue;
+            }
+            let m = &self.members[i];
+            let op = &self.history[h];
+            let outcome = match op.kind {
+                OpKind::Write(value) => {
+                    if m.disk.applied < op.index {
+                        continue;
+                    }
+                    // Applied here, so it is in the agreed sequence at that index.
+                    let applied = &self.checker.applied[op.index as usize - 1].entry;
+                    if decode_op(&applied.payload).map(|(id, _)| id) == Some(value) {
+                        Outcome::Ok
+                    } else {
+                        // Another entry took its index: it can never commit.
+                        Outcome::Failed
+                    }
+                }
+                OpKind::Read(_) => {
+                    let index = match cl.read_index {
+                        Some(index) => index,
+                        None => match m.read_states.get(&cl.ctx) {
+                            Some(index) => *index,
+                            None => continue,
+                        },
+                    };
+                    self.clients[c].read_index = Some(index);
+                    if m.disk.applied < index {
+                        continue;
+                    }
+                    let value = m.disk.kv.get(&op.key).copied();
+                    self.history[h].kind = OpKind::Read(value);
+                    Outcome::Ok
+                }
+            };
+            let op = &mut self.history[h];
+            op.outcome = outcome;
+            if outcome == Outcome::Ok {
+                op.ret = Some(self.now);
+            }
+            self.clients[c].pending = None;
+            self.trace.push(
+                self.now,
+                Event::Done {
+                    client: c,
+                    outcome: format!("{outcome:?} {:?}", op.kind),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Ends the faults: the network heals and turns calm, every member comes back.
+    fn heal(&mut self) -> Result<(), Violation> {
+        self.faults = false;
+        self.net.heal();
+        self.net.opts = NetOptions::calm();
+        self.trace
+            .push(self.now, Event::Net("healed for good".into()));
+        for i in 0..self.members.len() {
+            if self.members[i].raft.is_none() {
+                self.members[i].down_until = self.now;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every member up, one leader whose whole log is committed, and every member applied
+    /// all of it.
+    fn converged(&self) -> bool {
+        let Some(l) = self.leader() else {
+            return false;
+        };
+        let Some(leader) = self.members[l].raft.as_ref() else {
+            return false;
+        };
+        let commit = leader.commit_index();
+        commit == leader.last_index()
+            && self.members.iter().all(|m| {
+                m.raft
+                    .as_ref()
+                    .is_some_and(|r| r.last_index() == commit && r.leader() == Some(leader.id()))
+                    && m.disk.applied == commit
+            })
+    }
+
+    fn describe_members(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            match &m.raft {
+                Some(r) => out.push_str(&format!(
+                    "\n    member {}: {:?} term {} leader {:?} last {} commit {} applied {} durable {}{}",
+                    m.id,
+                    r.role(),
+                    r.term(),
+                    r.leader(),
+                    r.last_index(),
+                    r.commit_index(),
+                    m.disk.applied,
+                    m.disk.log.len(),
+                    if m.write.is_some() { " (writing)" } else { "" }
+                )),
+                None => out.push_str(&format!("\n    member {}: down", m.id)),
+            }
+        }
+        out.push_str(&format!("\n    network: {}", self.net.describe()));
+        out
+    }
+
+    /// After convergence: every member's state machine is the agreed log's, every
+    /// acknowledged write is in it, and each key's history is linearizable.
+    fn final_checks(&mut self) -> Result<(), Violation> {
+        let applied = &self.checker.applied;
+        let mut expected: BTreeMap<u8, u64> = BTreeMap::new();
+        let mut in_log: BTreeMap<u64, u64> = BTreeMap::new();
+        for a in applied {
+            if let Some((op, key)) = decode_op(&a.entry.payload) {
+                expected.insert(key, op);
+                in_log.insert(op, a.entry.index);
+            }
+        }
+        for m in &self.members {
+            if m.disk.applied != applied.len() as u64 || m.disk.kv != expected {
+                return Err(Violation::LostWrite {
+                    detail: format!(
+                        "member {} applied {} of {} entries; its state {:?}, the log's {:?}",
+                        m.id,
+                        m.disk.applied,
+                        applied.len(),
+                        m.disk.kv,
+                        expected
+                    ),
+                });
+            }
+        }
+        for op in &mut self.history {
+            let OpKind::Write(value) = op.kind else {
+                continue;
+            };
+            match (op.outcome, in_log.get(&value)) {
+                (Outcome::Ok, Some(index)) if *index == op.index => {}
+                (Outcome::Ok, found) => {
+                    return Err(Violation::LostWrite {
+                        detail: format!(
+                            "write {value} acknowledged at index {}, in the final log at {found:?}",
+                            op.index
+                        ),
+                    })
+                }
+                // An outcome the client never learned: it happened iff it is in the log.
+                (Outcome::Unknown | Outcome::Pending, Some(_)) => op.outcome = Outcome::Unknown,
+                (Outcome::Unknown | Outcome::Pending, None) => op.outcome = Outcome::Failed,
+                (Outcome::Failed, Some(index)) => {
+                    return Err(Violation::LostWrite {
+                        detail: format!("write {value} was refused but is in the log at {index}"),
+                    })
+                }
+                (Outcome::Failed, None) => {}
+            }
+        }
+        for op in &self.history {
+            match (op.kind, op.outcome) {
+                (OpKind::Write(_), Outcome::Ok) => self.stats.writes_ok += 1,
+                (OpKind::Write(_), Outcome::Unknown) => self.stats.writes_unknown += 1,
+                (OpKind::Read(_), Outcome::Ok) => self.stats.reads_ok += 1,
+                _ => {}
+            }
+        }
+        for key in 0..self.opts.keys {
+            let ops: Vec<crate::linearizability::Op> = self
+                .history
+                .iter()
+                .filter(|o| o.key == key && matches!(o.outcome, Outcome::Ok | Outcome::Unknown))
+                .map(|o| crate::linearizability::Op {
+                    client: o.client,
+                    kind: o.kind,
+                    call: o.call,
+                    ret: if o.outcome == Outcome::Ok {
+                        o.ret
+                    } else {
+                        None
+                    },
+                })
+                .collect();
+            crate::linearizability::check_register(&ops)
+                .map_err(|detail| Violation::NotLinearizable { key, detail })?;
+        }
+        Ok(())
+    }
+}
