@@ -86,7 +86,8 @@ impl Raft {
                 self.campaign(Campaign::Election);
                 return;
             }
-            let next_term = term + 1;
+            // Terms come from peers too: saturate rather than overflow on a hostile one.
+            let next_term = term.saturating_add(1);
             for peer in peers {
                 self.send_in_term(
                     peer,
@@ -99,7 +100,7 @@ impl Raft {
             }
             return;
         }
-        let term = self.term() + 1;
+        let term = self.term().saturating_add(1);
         self.become_follower(term, None);
         self.role = Role::Candidate;
         self.hard_state.vote = self.id;

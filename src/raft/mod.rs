@@ -453,7 +453,7 @@ impl Raft {
             MessageBody::PreVoteResponse { granted } => {
                 // Grants echo the campaign's term, refusals carry the voter's (ours).
                 let expected = if granted {
-                    self.term() + 1
+                    self.term().saturating_add(1)
                 } else {
                     self.term()
                 };

@@ -35,7 +35,10 @@ impl Prng {
         if hi <= lo {
             return lo;
         }
-        lo + self.below(hi - lo + 1)
+        match (hi - lo).checked_add(1) {
+            Some(span) => lo + self.below(span),
+            None => self.next_u64(),
+        }
     }
 
     /// True with probability `numerator / denominator` (integer ratios keep floating point,

@@ -1138,3 +1138,117 @@ fn a_restarted_member_resumes_its_log_and_hard_state() {
     assert_eq!((raft.last_index(), raft.commit_index()), (3, 2));
     assert_eq!(raft.role(), Role::Follower);
 }
+
+#[test]
+fn a_hostile_term_saturates_instead_of_overflowing() {
+    let mut raft = Raft::new(2, vec![1, 2, 3], InitialState::default(), &config());
+    raft.step(msg(
+        1,
+        2,
+        u64::MAX,
+        MessageBody::Heartbeat { commit: 0, seq: 0 },
+    ));
+    assert_eq!(raft.term(), u64::MAX);
+    raft.step(msg(
+        3,
+        2,
+        u64::MAX,
+        MessageBody::PreVoteResponse { granted: true },
+    ));
+    for _ in 0..100 {
+        raft.tick();
+    }
+    drive(&mut raft);
+    assert!(raft.violation().is_none());
+}
+
+// Every field a peer controls, drawn from values that break careless arithmetic, into a
+// member in each role; debug builds panic on overflow, so this finds any unchecked sum.
+#[test]
+fn random_messages_never_panic_or_break_invariants() {
+    let mut prng = Prng::new(11);
+    let num = |prng: &mut Prng| match prng.below(6) {
+        0 => 0,
+        1 => 1,
+        2 => prng.below(8),
+        3 => u64::MAX,
+        4 => u64::MAX - prng.below(3),
+        _ => prng.next_u64(),
+    };
+    for round in 0..1000 {
+        let mut c = Cluster::new(3);
+        c.elect(1);
+        c.node(1).propose(b"x".to_vec()).unwrap();
+        c.stabilize();
+        c.node(3).campaign(Campaign::PreVote);
+        for _ in 0..40 {
+            let to = prng.between(1, 3);
+            let from = [1, 2, 3, 4][prng.below(4) as usize];
+            let entries = (0..prng.below(3))
+                .map(|_| Entry {
+                    term: num(&mut prng),
+                    index: num(&mut prng),
+                    payload: Payload::Empty,
+                })
+                .collect();
+            let body = match prng.below(12) {
+                0 => MessageBody::PreVote {
+                    last_index: num(&mut prng),
+                    last_term: num(&mut prng),
+                },
+                1 => MessageBody::PreVoteResponse {
+                    granted: prng.chance(1, 2),
+                },
+                2 => MessageBody::Vote {
+                    last_index: num(&mut prng),
+                    last_term: num(&mut prng),
+                    transfer: prng.chance(1, 2),
+                },
+                3 => MessageBody::VoteResponse {
+                    granted: prng.chance(1, 2),
+                },
+                4 => MessageBody::Append {
+                    prev_index: num(&mut prng),
+                    prev_term: num(&mut prng),
+                    entries,
+                    commit: num(&mut prng),
+                },
+                5 => MessageBody::AppendAccepted {
+                    match_index: num(&mut prng),
+                },
+                6 => MessageBody::AppendRejected {
+                    rejected_index: num(&mut prng),
+                    hint_index: num(&mut prng),
+                    hint_term: num(&mut prng),
+                },
+                7 => MessageBody::Heartbeat {
+                    commit: num(&mut prng),
+                    seq: num(&mut prng),
+                },
+                8 => MessageBody::HeartbeatResponse {
+                    seq: num(&mut prng),
+                },
+                9 => MessageBody::ReadIndex {
+                    ctx: num(&mut prng),
+                },
+                10 => MessageBody::ReadIndexResponse {
+                    ctx: num(&mut prng),
+                    index: num(&mut prng),
+                },
+                _ => MessageBody::TimeoutNow,
+            };
+            // Mostly the current term, so the message gets past the term checks.
+            let term = if prng.chance(2, 3) {
+                c.node(to).term().saturating_add(prng.below(2))
+            } else {
+                num(&mut prng)
+            };
+            c.node(to).step(msg(from, to, term, body));
+            if prng.chance(1, 4) {
+                c.node(to).tick();
+            }
+            drive(c.node(to));
+            assert_eq!(c.node(to).violation(), None, "round {round}");
+        }
+    }
+}

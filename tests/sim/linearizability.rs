@@ -27,7 +27,9 @@ pub enum OpKind {
 /// One client operation on the register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Op {
+    /// Who ran it (for the report only: clients' operations need not be sequential).
     pub client: usize,
+    /// What it did.
     pub kind: OpKind,
     /// When the client invoked it.
     pub call: u64,

@@ -14,12 +14,17 @@ use std::collections::{BTreeMap, BTreeSet};
 /// How the network misbehaves (per-mille rates, delays in virtual milliseconds).
 #[derive(Debug, Clone)]
 pub struct NetOptions {
+    /// Messages lost.
     pub loss_per_mille: u64,
+    /// Messages delivered twice (the copy out of order).
     pub dup_per_mille: u64,
+    /// Delay of an in-order message.
     pub delay_min_ms: u64,
+    /// See `delay_min_ms`.
     pub delay_max_ms: u64,
     /// A message now and then takes much longer (reordering across heartbeats).
     pub long_delay_per_mille: u64,
+    /// The longest extra delay of such a message.
     pub long_delay_max_ms: u64,
 }
 
@@ -37,7 +42,9 @@ impl NetOptions {
     }
 }
 
+/// Messages in flight between members, and the links that are cut.
 pub struct Network {
+    /// How it misbehaves (the heal phase swaps in a calm network).
     pub opts: NetOptions,
     /// In flight, by (delivery time, sequence): the sequence keeps order deterministic.
     queue: BTreeMap<(u64, u64), Message>,
@@ -46,11 +53,14 @@ pub struct Network {
     blocked: BTreeSet<(NodeId, NodeId)>,
     /// Per link, the delivery time of the last message sent in order.
     last_at: BTreeMap<(NodeId, NodeId), u64>,
+    /// Messages sent, for the report.
     pub sent: u64,
+    /// Messages lost (dropped, or swallowed by a cut link).
     pub lost: u64,
 }
 
 impl Network {
+    /// A network with nothing in flight and no link cut.
     pub fn new(opts: NetOptions) -> Network {
         Network {
             opts,
@@ -63,6 +73,7 @@ impl Network {
         }
     }
 
+    /// Sends `m` at `now`: lost, or queued once or twice with delivery times from `prng`.
     pub fn send(&mut self, now: u64, m: Message, prng: &mut Prng) {
         self.sent += 1;
         if self.blocked.contains(&(m.from, m.to)) || prng.chance(self.opts.loss_per_mille, 1000) {
@@ -106,6 +117,7 @@ impl Network {
         }
     }
 
+    /// Restores every link.
     pub fn heal(&mut self) {
         self.blocked.clear();
     }
@@ -126,6 +138,7 @@ impl Network {
         self.blocked.insert((from, to));
     }
 
+    /// The cut links, for the trace.
     pub fn describe(&self) -> String {
         if self.blocked.is_empty() {
             "healed".to_string()

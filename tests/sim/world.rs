@@ -25,34 +25,48 @@ use std::hash::{Hash, Hasher};
 /// also picks which faults are on and how hard they hit).
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Cluster size.
     pub members: usize,
+    /// Virtual milliseconds per tick.
     pub tick_ms: u64,
+    /// The core's [`Config`] values.
     pub election_ticks: u32,
+    /// See `election_ticks`.
     pub heartbeat_ticks: u32,
+    /// See `election_ticks`.
     pub max_inflight_msgs: usize,
+    /// See `election_ticks`.
     pub max_entries_per_msg: usize,
+    /// How the network misbehaves while faults are on.
     pub net: NetOptions,
     /// Fsync latency: usually up to `fsync_max_ms`, now and then up to `fsync_slow_ms`.
     pub fsync_max_ms: u64,
+    /// See `fsync_max_ms`.
     pub fsync_slow_per_mille: u64,
+    /// See `fsync_max_ms`.
     pub fsync_slow_ms: u64,
     /// Writes that fail (the disk is full): the driver reports `persist_failed`.
     pub persist_fail_per_mille: u64,
     /// Mean time between crashes (0: none), and the longest a member stays down.
     pub crash_every_ms: u64,
+    /// See `crash_every_ms`.
     pub down_max_ms: u64,
     /// Mean time between partition changes (0: none).
     pub partition_every_ms: u64,
     /// Mean time between leadership transfer requests (0: none).
     pub transfer_every_ms: u64,
+    /// Clients, each with one operation at a time.
     pub clients: usize,
+    /// Keys the clients use (each key's history is checked on its own).
     pub keys: u8,
+    /// The longest pause between a client's operations.
     pub op_gap_max_ms: u64,
     /// Clients give up on an operation after this long.
     pub op_timeout_ms: u64,
     /// How long faults run; then the network heals, members restart and the run must
     /// converge within `heal_budget_ms`.
     pub fault_ms: u64,
+    /// See `fault_ms`.
     pub heal_budget_ms: u64,
     /// A disk that acknowledges the vote but forgets it on a crash: the simulator must catch
     /// the consequences (used only to prove the checkers work).
@@ -60,6 +74,7 @@ pub struct Options {
 }
 
 impl Options {
+    /// The options of `seed` for a cluster of `members`.
     pub fn swarm(seed: u64, members: usize) -> Options {
         let mut p = Prng::new(seed ^ 0x5157_5EED);
         let mut pick = |choices: &[u64]| choices[p.below(choices.len() as u64) as usize];
@@ -143,15 +158,16 @@ pub enum Outcome {
 
 /// One client operation.
 #[derive(Debug, Clone)]
-pub struct HistOp {
-    pub client: usize,
-    pub key: u8,
-    pub kind: OpKind,
-    pub call: u64,
-    pub ret: Option<u64>,
-    pub outcome: Outcome,
+struct HistOp {
+    client: usize,
+    key: u8,
+    /// A read's value is filled in when it returns.
+    kind: OpKind,
+    call: u64,
+    ret: Option<u64>,
+    outcome: Outcome,
     /// A write's log index.
-    pub index: u64,
+    index: u64,
 }
 
 struct Client {
@@ -217,7 +233,9 @@ pub enum Event {
 pub struct Trace {
     ring: VecDeque<(u64, Event)>,
     hasher: DefaultHasher,
+    /// Events so far.
     pub events: u64,
+    /// Print every event as it happens.
     pub verbose: bool,
 }
 
@@ -246,6 +264,7 @@ impl Trace {
         self.ring.push_back((at, e));
     }
 
+    /// A hash of every event so far.
     pub fn hash(&self) -> u64 {
         self.hasher.finish()
     }
@@ -263,14 +282,23 @@ impl fmt::Display for Trace {
 /// Counts for the report.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
+    /// Members crashed.
     pub crashes: u64,
+    /// Writes the driver reported failed.
     pub persist_failures: u64,
+    /// Leadership transfers asked for.
     pub transfers: u64,
+    /// Writes acknowledged to their client.
     pub writes_ok: u64,
+    /// Writes whose client never learned the outcome, and that did take effect.
     pub writes_unknown: u64,
+    /// Reads answered.
     pub reads_ok: u64,
+    /// Messages sent.
     pub messages: u64,
+    /// Entries committed (applied by every member at the end).
     pub committed: u64,
+    /// Virtual time the run took.
     pub virtual_ms: u64,
     /// Durable entries overwritten by a newer leader's (log truncations that reached a disk).
     pub overwrites: u64,
@@ -295,26 +323,30 @@ fn decode_op(payload: &Payload) -> Option<(u64, u8)> {
     }
 }
 
+/// One seed's cluster, clients and network, and what the checkers have seen.
 pub struct World {
-    pub opts: Options,
+    opts: Options,
     seed: u64,
     prng: Prng,
-    pub now: u64,
+    now: u64,
     ids: Vec<NodeId>,
     members: Vec<Member>,
     net: Network,
     clients: Vec<Client>,
-    pub history: Vec<HistOp>,
-    pub checker: Checker,
+    history: Vec<HistOp>,
+    checker: Checker,
+    /// What happened, for the report and the replay check.
     pub trace: Trace,
     /// Faults on (first phase) or healing (second phase).
     faults: bool,
     next_op: u64,
     next_ctx: u64,
+    /// Counts for the report.
     pub stats: Stats,
 }
 
 impl World {
+    /// The world of `seed`: members not started yet, clients idle.
     pub fn new(seed: u64, opts: Options, verbose: bool) -> World {
         let ids: Vec<NodeId> = (1..=opts.members as u64).collect();
         let members = ids

@@ -6,6 +6,7 @@ use super::{Checker, Violation};
 use pikv::raft::{Raft, Role};
 
 impl Checker {
+    /// Checks `raft` if it leads: no other member led its term.
     pub fn election_safety(&mut self, raft: &Raft) -> Result<(), Violation> {
         if raft.role() != Role::Leader {
             return Ok(());

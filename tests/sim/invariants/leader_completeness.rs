@@ -9,6 +9,7 @@ use super::{Checker, Violation};
 use pikv::raft::{Raft, Role};
 
 impl Checker {
+    /// Checks `raft` if it leads: its log holds every entry committed in an earlier term.
     pub fn leader_completeness(&mut self, raft: &Raft) -> Result<(), Violation> {
         if raft.role() != Role::Leader {
             return Ok(());

@@ -19,7 +19,9 @@ use std::fmt;
 /// (the entry was committed in that term or earlier).
 #[derive(Debug, Clone)]
 pub struct AppliedEntry {
+    /// The entry.
     pub entry: Entry,
+    /// The term of the first member seen applying it.
     pub known_in_term: u64,
 }
 
