@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 
 const N: usize = 500;
 
+/// Opens a watch (`target` has `wait=true`) and checks its head arrived with 200.
+fn park(s: &Server, target: &str, limit: Duration) -> http::Pending {
+    let p = http::start(s.client_port, "GET", target, &[], b"", limit)
+        .unwrap_or_else(|e| panic!("watch {target}: {e}"));
+    assert_eq!(p.status, 200, "watch {target}");
+    p
+}
+
 #[test]
 fn five_hundred_parked_watchers_all_get_their_event() {
     let s = Server::start(support::target());
@@ -28,16 +36,7 @@ fn five_hundred_parked_watchers_all_get_their_event() {
         } else {
             "/v2/keys/w/same?wait=true".to_string()
         };
-        let p = http::start(
-            s.client_port,
-            "GET",
-            &target,
-            &[],
-            b"",
-            Duration::from_secs(60),
-        )
-        .unwrap_or_else(|e| panic!("watcher {i}: {e}"));
-        assert_eq!(p.status, 200, "watcher {i}");
+        let p = park(&s, &target, Duration::from_secs(60));
         assert!(p.is_chunked(), "watcher {i}: {:?}", p.headers);
         assert_eq!(
             p.header("X-Etcd-Index"),
@@ -109,17 +108,7 @@ fn watchers_of_departed_clients_are_dropped() {
         } else {
             format!("/v2/keys/gone{i}?wait=true")
         };
-        let p = http::start(
-            s.client_port,
-            "GET",
-            &target,
-            &[],
-            b"",
-            Duration::from_secs(30),
-        )
-        .unwrap_or_else(|e| panic!("watcher {i}: {e}"));
-        assert_eq!(p.status, 200);
-        parked.push(p);
+        parked.push(park(&s, &target, Duration::from_secs(30)));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while s.get("/v2/stats/store").json()["watchers"] != 10u64 {
@@ -159,16 +148,7 @@ fn watches_end_with_their_last_chunk_on_sigterm() {
         "/v2/keys/bye?wait=true&stream=true",
         "/v2/keys/?wait=true&recursive=true",
     ] {
-        let p = http::start(
-            s.client_port,
-            "GET",
-            target,
-            &[],
-            b"",
-            Duration::from_secs(30),
-        )
-        .unwrap_or_else(|e| panic!("{target}: {e}"));
-        assert_eq!(p.status, 200, "{target}");
+        let p = park(&s, target, Duration::from_secs(30));
         assert!(p.is_chunked(), "{target}");
         parked.push((target, p));
     }
