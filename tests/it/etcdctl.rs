@@ -149,7 +149,8 @@ fn suite(sync: bool) {
     ok(&["set", "--ttl", "100", "/c/t", "tv"], "tv\n");
     let j = s.get("/v2/keys/c/t").json();
     let ttl = j["node"]["ttl"].as_i64().expect("ttl after set --ttl");
-    assert!((99..=100).contains(&ttl), "ttl {ttl}: {j}");
+    // What remains when the GET is rendered: a slow machine (qemu on CI) may take seconds.
+    assert!((90..=100).contains(&ttl), "ttl {ttl}: {j}");
     assert!(j["node"]["expiration"].is_string(), "{j}");
     ok(&["mk", "--in-order", "/c/q", "job1"], "job1\n");
     let j = s.get("/v2/keys/c/q?recursive=true").json();
@@ -168,7 +169,7 @@ fn suite(sync: bool) {
     let j = s.get("/v2/keys/c/sd").json();
     assert_eq!(j["node"]["dir"], true, "{j}");
     assert!(
-        j["node"]["ttl"].as_i64().unwrap_or(0) >= 99,
+        (90..=100).contains(&j["node"]["ttl"].as_i64().unwrap_or(0)),
         "updatedir --ttl: {j}"
     );
     ok(&["updatedir", "/c/sd"], "");

