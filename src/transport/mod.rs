@@ -3,6 +3,7 @@
 //! whole cluster. `frame` is the wire format's pure, bounded codec.
 
 pub mod frame;
+pub mod handshake;
 
 use crate::raft::{Message, NodeId};
 
