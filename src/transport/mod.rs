@@ -2,6 +2,7 @@
 //! thread, a bounded queue per peer, the handshake); [`NoPeers`] serves a member that is the
 //! whole cluster. `frame` is the wire format's pure, bounded codec.
 
+pub mod codec;
 pub mod frame;
 pub mod handshake;
 
