@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod frame;
 pub mod handshake;
+pub mod tcp;
 
 use crate::raft::{Message, NodeId};
 

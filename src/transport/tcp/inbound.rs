@@ -1,0 +1,244 @@
+//! The accepting side: peers' connections to this member, which it only reads. Each one
+//! first says who it is (the handshake, with a timeout and a small size limit), then
+//! carries frames of messages that must all be from that peer and for this member.
+
+use super::{
+    describe, within, Deliver, LogThrottle, Shared, HANDSHAKE_TIMEOUT, PENDING_HANDSHAKES_MAX,
+};
+use crate::raft::NodeId;
+use crate::transport::codec;
+use crate::transport::frame::{self, PAYLOAD_BYTES_MAX};
+use crate::transport::handshake::{Expect, Hello, HelloReply, HANDSHAKE_PAYLOAD_BYTES_MAX};
+use smol::channel::{self, Receiver, Sender};
+use smol::io::AsyncWriteExt;
+use smol::{future, Async, LocalExecutor, Timer};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the accepting side needs, owned by the peers thread.
+pub(super) struct InboundConfig {
+    pub(super) me: NodeId,
+    pub(super) cluster_id: u64,
+    pub(super) peers: Vec<NodeId>,
+    pub(super) deliver: Deliver,
+    pub(super) shared: Arc<Shared>,
+}
+
+/// The accepting side's state on the peers thread.
+pub(super) struct Inbound {
+    config: InboundConfig,
+    // Weak: the executor owns the tasks that hold this, and dropping it must drop them.
+    executor: Weak<LocalExecutor<'static>>,
+    // Connections accepted whose handshake is not done. Invariant: <= PENDING_HANDSHAKES_MAX.
+    pending: Cell<usize>,
+    // The newest connection of each peer, by the sender that keeps it open: a peer dials
+    // one connection at a time, so a newer one means the older is dead (a peer that
+    // rebooted without closing it); closing the older one bounds connections per peer to 1.
+    current: RefCell<BTreeMap<NodeId, Sender<()>>>,
+    accept_log: RefCell<LogThrottle>,
+}
+
+impl Inbound {
+    /// The accepting side of `config`, spawning connection tasks on `executor`.
+    pub(super) fn new(config: InboundConfig, executor: Weak<LocalExecutor<'static>>) -> Inbound {
+        Inbound {
+            config,
+            executor,
+            pending: Cell::new(0),
+            current: RefCell::new(BTreeMap::new()),
+            accept_log: RefCell::new(LogThrottle::default()),
+        }
+    }
+}
+
+/// Accepts peer connections on `listener`, one task each, until the executor stops.
+pub(super) async fn accept_loop(
+    inbound: Rc<Inbound>,
+    listener: Async<TcpListener>,
+    addr: SocketAddr,
+) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait instead of spinning.
+                let reason = format!("accepting peer connections on {addr}: {e}");
+                if inbound.accept_log.borrow_mut().should_log(&reason) {
+                    log::warn!("{reason}");
+                }
+                Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if inbound.pending.get() >= PENDING_HANDSHAKES_MAX {
+            let reason = format!(
+                "refusing peer connections on {addr}: {PENDING_HANDSHAKES_MAX} handshakes already pending"
+            );
+            if inbound.accept_log.borrow_mut().should_log(&reason) {
+                log::warn!("{reason} (from {remote})");
+            }
+            continue;
+        }
+        let Some(executor) = inbound.executor.upgrade() else {
+            return;
+        };
+        inbound.pending.set(inbound.pending.get() + 1);
+        executor
+            .spawn(serve_inbound(Rc::clone(&inbound), stream, remote))
+            .detach();
+    }
+}
+
+/// Leaves the pending count however the handshake ends (including the task being dropped).
+struct PendingSlot<'a>(&'a Cell<usize>);
+
+impl Drop for PendingSlot<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+async fn serve_inbound(inbound: Rc<Inbound>, stream: Async<TcpStream>, remote: SocketAddr) {
+    let slot = PendingSlot(&inbound.pending);
+    let handshake = within(
+        HANDSHAKE_TIMEOUT,
+        accept_handshake(&inbound, &stream, remote),
+    );
+    let from = match handshake.await {
+        Some(Ok(from)) => from,
+        Some(Err(())) => return,
+        None => {
+            log::debug!(
+                "peer connection from {remote} sent no handshake within {HANDSHAKE_TIMEOUT:?}"
+            );
+            return;
+        }
+    };
+    drop(slot);
+    let (keep, superseded) = channel::bounded::<()>(1);
+    if let Some(older) = inbound.current.borrow_mut().insert(from, keep.clone()) {
+        older.close();
+    }
+    log::info!("accepted peer connection from member {from:x} at {remote}");
+    let end = read_messages(&inbound, &stream, from, &superseded).await;
+    match end {
+        Ok(why) => log::info!("peer connection from member {from:x} at {remote} ended: {why}"),
+        Err(why) => {
+            Shared::count(&inbound.config.shared.bad_input, 1);
+            log::warn!("closing peer connection from member {from:x} at {remote}: {why}");
+        }
+    }
+    let mut current = inbound.current.borrow_mut();
+    if current.get(&from).is_some_and(|s| s.same_channel(&keep)) {
+        current.remove(&from);
+    }
+}
+
+/// Reads and judges the dialer's hello, answers it; `Ok(peer)` when the connection is taken.
+/// Logs and counts every refusal.
+async fn accept_handshake(
+    inbound: &Inbound,
+    stream: &Async<TcpStream>,
+    remote: SocketAddr,
+) -> Result<NodeId, ()> {
+    let config = &inbound.config;
+    let mut buf = Vec::new();
+    let mut reader = stream;
+    let payload = match codec::read_frame(&mut reader, &mut buf, HANDSHAKE_PAYLOAD_BYTES_MAX).await
+    {
+        Ok(Some(range)) => &buf[range],
+        Ok(None) => {
+            log::debug!("peer connection from {remote} closed before its handshake");
+            return Err(());
+        }
+        Err(e) => {
+            // Not even a frame: nothing that speaks our protocol, so no reply either.
+            Shared::count(&config.shared.bad_input, 1);
+            log::warn!("closing peer connection from {remote}: bad handshake: {e}");
+            return Err(());
+        }
+    };
+    let expect = Expect {
+        cluster_id: config.cluster_id,
+        member_id: config.me,
+        peers: &config.peers,
+    };
+    let judged = Hello::decode(payload).and_then(|hello| hello.check(&expect).map(|()| hello));
+    let reply = match &judged {
+        Ok(_) => HelloReply::accept(),
+        Err(reason) => {
+            Shared::count(&config.shared.refused, 1);
+            log::warn!("refusing peer connection from {remote}: {reason}");
+            HelloReply::refuse(reason)
+        }
+    };
+    let mut writer = stream;
+    let written = match frame::encode(&reply.encode()) {
+        Some(f) => writer.write_all(&f).await,
+        None => Err(io::Error::other("handshake reply over the frame limit")),
+    };
+    match (judged, written) {
+        (Ok(hello), Ok(())) => Ok(hello.from),
+        (Ok(hello), Err(e)) => {
+            log::debug!(
+                "peer connection from member {:x} at {remote} failed during the handshake: {e}",
+                hello.from
+            );
+            Err(())
+        }
+        (Err(_), _) => Err(()),
+    }
+}
+
+/// Reads frames from peer `from` and delivers their messages until the connection ends:
+/// `Ok(why)` for a normal end, `Err(why)` for bad input.
+async fn read_messages(
+    inbound: &Inbound,
+    stream: &Async<TcpStream>,
+    from: NodeId,
+    superseded: &Receiver<()>,
+) -> Result<String, String> {
+    let config = &inbound.config;
+    let mut buf = Vec::new();
+    let mut reader = stream;
+    loop {
+        let next = future::or(
+            async { Some(codec::read_frame(&mut reader, &mut buf, PAYLOAD_BYTES_MAX).await) },
+            async {
+                let _ = superseded.recv().await;
+                None
+            },
+        )
+        .await;
+        let range = match next {
+            None => return Ok("superseded by a newer connection from the same member".into()),
+            Some(Ok(None)) => return Ok("closed by the peer".into()),
+            Some(Ok(Some(range))) => range,
+            Some(Err(codec::ReadError::Io(e))) => return Ok(describe(&e)),
+            Some(Err(e)) => return Err(e.to_string()),
+        };
+        let messages = codec::decode_messages(&buf[range])?;
+        // The whole frame is judged before any of it is delivered.
+        if let Some(m) = messages
+            .iter()
+            .find(|m| m.from != from || m.to != config.me)
+        {
+            return Err(format!(
+                "a {} message from {:x} to {:x} on the connection of member {from:x} to {:x}",
+                m.body.kind(),
+                m.from,
+                m.to,
+                config.me
+            ));
+        }
+        Shared::count(&config.shared.delivered, messages.len());
+        for m in messages {
+            (config.deliver)(m);
+        }
+    }
+}
