@@ -6,8 +6,10 @@ use crate::api::server::{self as api_server, ApiContext, MemberInfo};
 use crate::cli::config::ServerConfig;
 use crate::node::{self, bootstrap, NodeParts};
 use crate::storage::lmdb::LmdbStorage;
-use crate::storage::Identity;
+use crate::storage::{Identity, MemberRecord};
 use crate::store::V2Store;
+use crate::transport::tcp::{PeerConfig, TcpTransport};
+use crate::transport::{NoPeers, Transport};
 use crate::util::clock;
 use crate::util::notify::{self, Notifier};
 use crate::watch::WatchHub;
@@ -74,7 +76,7 @@ pub fn check_config(config: &ServerConfig) -> Result<(), ServerError> {
     bootstrap_identity(config).map(|_| ())
 }
 
-fn bootstrap_identity(config: &ServerConfig) -> Result<Identity, ServerError> {
+fn bootstrap_identity(config: &ServerConfig) -> Result<(Identity, Vec<MemberRecord>), ServerError> {
     let members =
         bootstrap::initial_members(&config.initial_cluster, &config.initial_cluster_token);
     let me = members.iter().find(|m| m.0 == config.name).ok_or_else(|| {
@@ -83,17 +85,112 @@ fn bootstrap_identity(config: &ServerConfig) -> Result<Identity, ServerError> {
             config.name
         ))
     })?;
-    if members.len() > 1 {
+    // etcd: the peer URLs this member advertises must be the ones --initial-cluster gives it.
+    let mut advertised = config.initial_advertise_peer_urls.clone();
+    advertised.sort();
+    if advertised != me.2 {
         return Err(ServerError(format!(
-            "--initial-cluster lists {} members; this pikv runs single-member clusters only (multi-member Raft is not built yet)",
-            members.len()
+            "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (the member's advertised peer URLs must match its --initial-cluster entry)",
+            me.0,
+            me.2.join(","),
+            advertised.join(",")
         )));
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for m in &members {
+        if let Some(other) = seen.insert(m.1, &m.0) {
+            return Err(ServerError(format!(
+                "--initial-cluster: members {other} and {} have the same peer URLs",
+                m.0
+            )));
+        }
     }
     let identity = Identity {
         cluster_id: bootstrap::cluster_id(&members.iter().map(|m| m.1).collect::<Vec<_>>()),
         member_id: me.1,
     };
-    Ok(identity)
+    let records = members
+        .into_iter()
+        .map(|(name, id, peer_urls)| MemberRecord {
+            id,
+            name,
+            peer_urls,
+        })
+        .collect();
+    Ok((identity, records))
+}
+
+// A data dir knows its cluster: on restart the flags' --initial-cluster is ignored, as etcd
+// does, except that a data dir of another multi-member cluster is refused (its member would
+// only be refused by every peer). Data dirs of single-member clusters from before the
+// membership record have none: the member is the whole cluster.
+fn resolve_membership(
+    config: &ServerConfig,
+    found: Option<Identity>,
+    recorded: Vec<MemberRecord>,
+    derived: (Identity, Vec<MemberRecord>),
+) -> Result<(Identity, Vec<MemberRecord>, bool), ServerError> {
+    let Some(found) = found else {
+        return Ok((derived.0, derived.1, true));
+    };
+    let members = if recorded.is_empty() {
+        vec![MemberRecord {
+            id: found.member_id,
+            name: config.name.clone(),
+            peer_urls: config.initial_advertise_peer_urls.clone(),
+        }]
+    } else {
+        recorded
+    };
+    if found != derived.0 {
+        if members.len() > 1 || derived.1.len() > 1 {
+            return Err(ServerError(format!(
+                "data dir {} belongs to member {:x} of cluster {:x}, but --initial-cluster describes member {:x} of cluster {:x}: give this member its own data dir (or an empty one to join afresh)",
+                config.data_dir.display(),
+                found.member_id,
+                found.cluster_id,
+                derived.0.member_id,
+                derived.0.cluster_id
+            )));
+        }
+        log::info!(
+            "data dir {} belongs to member {:x} of cluster {:x}; the --initial-cluster flags are ignored",
+            config.data_dir.display(),
+            found.member_id,
+            found.cluster_id
+        );
+    }
+    Ok((found, members, false))
+}
+
+fn start_transport(
+    config: &ServerConfig,
+    identity: Identity,
+    members: &[MemberRecord],
+    deliver: node::Deliver,
+) -> Result<Box<dyn Transport>, String> {
+    if members.len() < 2 {
+        return Ok(Box::new(NoPeers));
+    }
+    let peers = members
+        .iter()
+        .filter(|m| m.id != identity.member_id)
+        .map(|m| (m.id, m.peer_urls.clone()))
+        .collect();
+    let transport = TcpTransport::start(
+        PeerConfig {
+            member_id: identity.member_id,
+            cluster_id: identity.cluster_id,
+            listen: config.listen_peer_urls.iter().map(|u| u.addr).collect(),
+            peers,
+        },
+        deliver,
+    )
+    .map_err(|e| e.to_string())?;
+    for u in &config.listen_peer_urls {
+        log::info!("serving peer traffic on {}", u.url);
+    }
+    Ok(Box::new(transport))
 }
 
 /// Runs the server until SIGTERM/SIGINT, telling systemd (when it started pikv with
@@ -106,23 +203,12 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         &config.data_dir,
         config.quota_backend_bytes,
     )?);
-    let identity = match storage.recover()?.identity {
-        Some(found) => {
-            if found != derived {
-                log::info!(
-                    "data dir {} belongs to member {:x} of cluster {:x}; the --initial-cluster flags are ignored",
-                    config.data_dir.display(),
-                    found.member_id,
-                    found.cluster_id
-                );
-            }
-            found
-        }
-        None => {
-            storage.save_identity(&derived)?;
-            derived
-        }
-    };
+    let recovered = storage.recover()?;
+    let (identity, members, fresh) =
+        resolve_membership(&config, recovered.identity, recovered.members, derived)?;
+    if fresh {
+        storage.save_identity(&identity, &members)?;
+    }
     let store = Arc::new(V2Store::new());
     // One read transaction at a time on this thread (LMDB's reader slots are per thread).
     let current = V2Store::current_index(&storage.read()?)?;
@@ -130,14 +216,25 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let hub = Arc::new(WatchHub::new(current, history));
     // etcd's request timeout: 5 s plus two election timeouts.
     let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
-    let running = node::start(NodeParts {
-        storage: Arc::clone(&storage),
-        store: Arc::clone(&store),
-        hub: Arc::clone(&hub),
-        member_id: identity.member_id,
-        request_timeout,
-        snapshot_count: config.snapshot_count,
-    })?;
+    let running = node::start(
+        NodeParts {
+            storage: Arc::clone(&storage),
+            store: Arc::clone(&store),
+            hub: Arc::clone(&hub),
+            member_id: identity.member_id,
+            request_timeout,
+            snapshot_count: config.snapshot_count,
+            voters: members.iter().map(|m| m.id).collect(),
+            heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
+            election_timeout: Duration::from_millis(config.election_timeout_ms),
+            publish: (members.len() > 1).then(|| crate::store::Command::Publish {
+                member: identity.member_id,
+                name: config.name.clone(),
+                client_urls: config.advertise_client_urls.clone(),
+            }),
+        },
+        |deliver| start_transport(&config, identity, &members, deliver),
+    )?;
     let addrs: Vec<_> = config.listen_client_urls.iter().map(|u| u.addr).collect();
     let servers = api_server::bind(&addrs).map_err(ServerError)?;
     let ctx = Arc::new(ApiContext {
@@ -153,6 +250,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             client_urls: config.advertise_client_urls.clone(),
         },
         cors: config.cors.clone(),
+        linearizable_reads: members.len() > 1 && !config.serializable_reads,
+        members: members.clone(),
         start_time: clock::now_unix_nanos(),
     });
     let executor = start_executor()?;

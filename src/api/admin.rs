@@ -118,7 +118,10 @@ async fn health(ctx: &ApiContext) -> Reply {
 }
 
 fn machines(ctx: &ApiContext) -> Reply {
-    let mut urls = ctx.member.client_urls.clone();
+    let mut urls: Vec<String> = all_members(ctx)
+        .into_iter()
+        .flat_map(|m| m.client_urls)
+        .collect();
     urls.sort();
     Reply::new(200, urls.join(", ").into_bytes())
         .header("Content-Type", "text/plain; charset=utf-8")
@@ -168,8 +171,16 @@ fn stats_self(ctx: &ApiContext) -> Reply {
             uptime: time::go_duration(now.saturating_sub(ctx.start_time)),
             start_time: time::rfc3339_nano_utc(ctx.start_time),
         },
-        recv_append_request_cnt: 0,
-        send_append_request_cnt: 0,
+        recv_append_request_cnt: ctx
+            .node
+            .status
+            .appends_received
+            .load(std::sync::atomic::Ordering::Relaxed),
+        send_append_request_cnt: ctx
+            .node
+            .status
+            .appends_sent
+            .load(std::sync::atomic::Ordering::Relaxed),
     };
     json(200, to_go_json(&stats))
 }
@@ -262,10 +273,42 @@ fn stats_leader(ctx: &ApiContext) -> Reply {
     if leader != ctx.member.id {
         return message(403, "not current leader");
     }
-    json(
-        200,
-        format!("{{\"leader\":\"{:x}\",\"followers\":{{}}}}", ctx.member.id).into_bytes(),
-    )
+    let followers = ctx
+        .node
+        .status
+        .followers
+        .lock()
+        .map(|f| f.clone())
+        .unwrap_or_default();
+    // Written by hand: Go prints these floats with its own shortest form, which Rust's `{}`
+    // matches for finite values.
+    let mut body = format!("{{\"leader\":\"{:x}\",\"followers\":{{", ctx.member.id);
+    for (i, (id, f)) in followers.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            "\"{id:x}\":{{\"latency\":{{\"current\":{},\"average\":{},\"standardDeviation\":{},\"minimum\":{},\"maximum\":{}}},\"counts\":{{\"fail\":{},\"success\":{}}}}}",
+            go_float(f.current),
+            go_float(f.average),
+            go_float(f.standard_deviation()),
+            go_float(f.minimum),
+            go_float(f.maximum),
+            f.fail,
+            f.success
+        ));
+    }
+    body.push_str("}}");
+    json(200, body.into_bytes())
+}
+
+// Go's encoding/json float form for the values these statistics take (finite, small).
+fn go_float(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "0".to_string()
+    }
 }
 
 #[derive(Serialize)]
@@ -290,6 +333,46 @@ fn this_member(ctx: &ApiContext) -> Member {
     }
 }
 
+// Every member: this one from its own flags, the others from what they published through
+// the log (name "" and no client URLs until they have, as etcd shows them).
+fn all_members(ctx: &ApiContext) -> Vec<Member> {
+    if ctx.members.len() < 2 {
+        return vec![this_member(ctx)];
+    }
+    let published = ctx
+        .storage
+        .read()
+        .and_then(|view| crate::store::V2Store::members(&view))
+        .unwrap_or_else(|e| {
+            log::warn!("cannot read the published member attributes: {e}");
+            Default::default()
+        });
+    let mut out: Vec<Member> = ctx
+        .members
+        .iter()
+        .map(|m| {
+            if m.id == ctx.member.id {
+                return this_member(ctx);
+            }
+            let (name, client_urls) = published.get(&m.id).cloned().unwrap_or_default();
+            let mut peer_urls = m.peer_urls.clone();
+            peer_urls.sort();
+            Member {
+                id: format!("{:x}", m.id),
+                name,
+                peer_urls,
+                client_urls,
+            }
+        })
+        .collect();
+    out.sort_by_key(|m| u64::from_str_radix(&m.id, 16).unwrap_or(0));
+    out
+}
+
+fn is_member(ctx: &ApiContext, id: u64) -> bool {
+    id == ctx.member.id || ctx.members.iter().any(|m| m.id == id)
+}
+
 fn members(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
     let rest = path
         .trim_start_matches("/v2/members")
@@ -303,29 +386,31 @@ fn members(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
             json(
                 200,
                 with_newline(to_go_json(&List {
-                    members: vec![this_member(ctx)],
+                    members: all_members(ctx),
                 })),
             )
         }
         ("GET", "leader") => {
-            if ctx
+            let leader = ctx
                 .node
                 .status
                 .leader
-                .load(std::sync::atomic::Ordering::SeqCst)
-                == ctx.member.id
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let id = format!("{leader:x}");
+            match all_members(ctx)
+                .into_iter()
+                .find(|m| leader != 0 && m.id == id)
             {
-                json(200, with_newline(to_go_json(&this_member(ctx))))
-            } else {
-                message(503, "During election")
+                Some(m) => json(200, with_newline(to_go_json(&m))),
+                None => message(503, "During election"),
             }
         }
         ("GET", _) => message(404, "Not found"),
         ("POST", "") => member_change(incoming),
         ("PUT" | "DELETE", "") => Reply::text(405, "Method Not Allowed\n"),
         ("DELETE", id) | ("PUT", id) => match u64::from_str_radix(id, 16) {
-            Ok(n) if n == ctx.member.id && incoming.method == "PUT" => member_change(incoming),
-            Ok(n) if n == ctx.member.id => message(500, "Internal Server Error"),
+            Ok(n) if is_member(ctx, n) && incoming.method == "PUT" => member_change(incoming),
+            Ok(n) if is_member(ctx, n) => message(500, "Internal Server Error"),
             Ok(n) => message(404, &format!("No such member: {n:x}")),
             Err(_) => message(404, &format!("No such member: {id}")),
         },

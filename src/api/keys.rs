@@ -7,7 +7,6 @@ use super::render;
 use super::reply::{chunk_bytes, chunked_head_bytes, Reply, LAST_CHUNK};
 use super::server::{cors_headers, send, ApiContext, Incoming};
 use crate::store::{Event, V2Error};
-use crate::util::clock;
 use crate::watch::{WatchSink, WatchStart};
 
 /// LMDB's key limit leaves room for this many bytes of key path (the node and TTL index keys
@@ -33,7 +32,8 @@ pub(super) async fn handle(ctx: &ApiContext, incoming: Incoming, key: String) ->
     } else {
         &[]
     };
-    let now = clock::now_unix_nanos();
+    // Expirations are fixed in cluster time, the clock TTLs count in on every member.
+    let now = ctx.node.clocks().cluster;
     let parsed = params::parse_keys_request(
         &incoming.method,
         &key,
@@ -89,7 +89,7 @@ pub(super) async fn handle(ctx: &ApiContext, incoming: Incoming, key: String) ->
 }
 
 async fn read(ctx: &ApiContext, key: &str, recursive: bool, sorted: bool, quorum: bool) -> Reply {
-    if quorum {
+    if quorum || ctx.linearizable_reads {
         if let Err(e) = ctx.node.read_barrier().await {
             return error_reply(ctx, &e);
         }
@@ -125,7 +125,7 @@ fn raft_headers(ctx: &ApiContext) -> Vec<(&'static str, String)> {
 }
 
 fn event_reply(ctx: &ApiContext, event: &Event, no_value: bool) -> Reply {
-    let body = render::event_body(event, clock::now_unix_nanos(), no_value);
+    let body = render::event_body_at(event, ctx.node.clocks(), no_value);
     let mut reply = Reply::new(render::success_status(event), body);
     reply.headers = base_headers(ctx, event.etcd_index);
     reply.headers.extend(raft_headers(ctx));
@@ -143,11 +143,13 @@ pub(super) fn error_reply(ctx: &ApiContext, e: &V2Error) -> Reply {
 /// Dropping it closes the channel, which ends the response.
 struct ChannelSink {
     chunks: smol::channel::Sender<Vec<u8>>,
+    /// The member's status, for the clocks a notification is rendered with.
+    status: std::sync::Arc<crate::node::Status>,
 }
 
 impl WatchSink for ChannelSink {
     fn send_event(&mut self, event: &Event) -> bool {
-        let body = render::event_body(event, clock::now_unix_nanos(), false);
+        let body = render::event_body_at(event, self.status.clocks(), false);
         self.chunks.try_send(chunk_bytes(&body)).is_ok()
     }
 
@@ -176,7 +178,7 @@ fn watch(
     let (tx, rx) = smol::channel::bounded(WATCH_CHUNKS_QUEUED_MAX);
     let since = match start {
         WatchStart::Hit { event, .. } => {
-            let chunk = chunk_bytes(&render::event_body(&event, clock::now_unix_nanos(), false));
+            let chunk = chunk_bytes(&render::event_body_at(&event, ctx.node.clocks(), false));
             if !stream {
                 let mut bytes = head;
                 bytes.extend_from_slice(&chunk);
@@ -196,7 +198,10 @@ fn watch(
         recursive,
         stream,
         since,
-        Box::new(ChannelSink { chunks: tx }),
+        Box::new(ChannelSink {
+            chunks: tx,
+            status: std::sync::Arc::clone(&ctx.node.status),
+        }),
     );
     let id = match parked {
         Ok(id) => id,

@@ -7,6 +7,7 @@
 
 use super::json::write_json_string;
 use crate::store::{Action, Event, NodeView, V2Error};
+use crate::util::clock::Clocks;
 use crate::util::time::rfc3339_nano_utc;
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
@@ -40,7 +41,7 @@ fn member(out: &mut Vec<u8>, first: &mut bool, name: &str) {
 
 /// Appends a node object. `removed` marks the `node` of a delete/compareAndDelete/expire
 /// event, which etcd renders without `value`.
-fn write_node(out: &mut Vec<u8>, node: &NodeView, now: u64, removed: bool) {
+fn write_node(out: &mut Vec<u8>, node: &NodeView, now: Clocks, removed: bool) {
     out.push(b'{');
     let mut first = true;
     // The root's key is "/1" inside etcd and trimmed to "" on output, hence omitted.
@@ -60,8 +61,9 @@ fn write_node(out: &mut Vec<u8>, node: &NodeView, now: u64, removed: bool) {
     }
     if let Some(exp) = node.expiration {
         member(out, &mut first, "expiration");
-        write_json_string(out, &rfc3339_nano_utc(exp));
-        let ttl = ttl_seconds(exp, now);
+        // Expirations are cluster times; the date shown is the wall clock's.
+        write_json_string(out, &rfc3339_nano_utc(now.to_wall(exp)));
+        let ttl = ttl_seconds(exp, now.cluster);
         if ttl != 0 {
             member(out, &mut first, "ttl");
             out.extend_from_slice(ttl.to_string().as_bytes());
@@ -106,6 +108,13 @@ fn strips_value(action: Action) -> bool {
 /// e.g. `{"action":"set"}\n`. The internal `refresh` flag never appears (etcd's captures show
 /// refresh responses as ordinary events).
 pub fn event_body(event: &Event, now_unix_nanos: u64, no_value_on_success: bool) -> Vec<u8> {
+    event_body_at(event, Clocks::same(now_unix_nanos), no_value_on_success)
+}
+
+/// [`event_body`] on a member whose cluster time differs from its wall clock: `ttl`s count
+/// in cluster time, `expiration` dates are wall-clock.
+pub fn event_body_at(event: &Event, now: Clocks, no_value_on_success: bool) -> Vec<u8> {
+    let now_unix_nanos = now;
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"{\"action\":");
     write_json_string(&mut out, event.action.as_str());

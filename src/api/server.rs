@@ -43,6 +43,11 @@ pub struct ApiContext {
     pub member: MemberInfo,
     /// The CORS policy.
     pub cors: Cors,
+    /// Plain GETs go through ReadIndex (a cluster without `--serializable-reads`); a single
+    /// member's local state is always current, so it never needs the round.
+    pub linearizable_reads: bool,
+    /// Every member as recorded at bootstrap.
+    pub members: Vec<crate::storage::MemberRecord>,
     /// Process start, Unix nanoseconds.
     pub start_time: u64,
 }

@@ -106,6 +106,7 @@ pub const FLAGS: &[FlagSpec] = &[
     f("cors", Cors, Argh),
     f("strict-reconfig-check", Bool, Argh),
     f("debug", Bool, Argh),
+    f("serializable-reads", Bool, Argh),
     f("log-level", Enum(LOG_LEVELS), Argh),
     // Refused by config.rs when they ask for something pikv cannot do.
     f("config-file", Str, Argh),

@@ -92,6 +92,9 @@ pub struct ServerConfig {
     pub cors: Cors,
     /// `--strict-reconfig-check`, default true.
     pub strict_reconfig_check: bool,
+    /// `--serializable-reads` (pikv's own), default false: plain GETs are linearizable
+    /// (ReadIndex); with it they are served from local state, as etcd 2.x did.
+    pub serializable_reads: bool,
     /// `--debug`, default false.
     pub debug: bool,
     /// Info; Debug with `--debug`; else `--log-level` (panic and fatal map to Error).
@@ -720,6 +723,7 @@ fn build(
     };
     let strict_reconfig_check = boolean("strict-reconfig-check", &f.strict_reconfig_check, true)?;
     let debug = boolean("debug", &f.debug, false)?;
+    let serializable_reads = boolean("serializable-reads", &f.serializable_reads, false)?;
     let log_level = if debug {
         log::LevelFilter::Debug
     } else {
@@ -754,6 +758,7 @@ fn build(
         quota_backend_bytes,
         cors,
         strict_reconfig_check,
+        serializable_reads,
         debug,
         log_level,
     })
@@ -810,6 +815,9 @@ Clustering:
     Token mixed into member and cluster ids during bootstrap.
   --strict-reconfig-check 'true'
     Reject membership changes that would cause quorum loss.
+  --serializable-reads 'false'
+    (pikv) Serve plain GETs from local state, as etcd 2.x did; by default they
+    are linearizable (quorum=true always is).
 
 Security:
   --cors '*'

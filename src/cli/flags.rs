@@ -56,6 +56,9 @@ pub struct ServerFlags {
     /// value of --strict-reconfig-check as typed
     #[argh(option, long = "strict-reconfig-check")]
     pub strict_reconfig_check: Option<String>,
+    /// value of --serializable-reads as typed
+    #[argh(option, long = "serializable-reads")]
+    pub serializable_reads: Option<String>,
     /// value of --debug as typed
     #[argh(option, long = "debug")]
     pub debug: Option<String>,

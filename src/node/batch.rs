@@ -3,7 +3,7 @@
 //! by side — and one durable commit. Generic over [`Storage`] so a simulator can run the same
 //! code over in-memory storage.
 
-use crate::raft::{Entry, HardState, Payload, Ready};
+use crate::raft::{Entry, HardState, Ready};
 use crate::storage::format::{self, RaftState};
 use crate::storage::{Storage, StorageError, StorageTxn};
 use crate::store::{Applied, Command, V2Error, V2Store};
@@ -20,12 +20,27 @@ pub struct BatchOutcome {
     pub applied_index: u64,
     /// The hard state now durable.
     pub hard_state: HardState,
-    /// Results of the applied commands, by log index.
-    pub results: Vec<(u64, ApplyResult)>,
+    /// Results of the applied commands, in log order.
+    pub results: Vec<AppliedEntry>,
     /// Earliest expiration of any TTL node after this batch.
     pub next_expiration: Option<u64>,
     /// Whether the batch applied a `Sync` command.
     pub applied_sync: bool,
+    /// The cluster time the applied log has reached.
+    pub clock: u64,
+}
+
+/// One applied command: where it was in the log, who asked, what it did.
+#[derive(Debug)]
+pub struct AppliedEntry {
+    /// Its log index.
+    pub index: u64,
+    /// The term it was proposed in (a waiter for the index checks it is its entry).
+    pub term: u64,
+    /// The member and request id of a forwarded command.
+    pub origin: Option<(crate::raft::NodeId, u64)>,
+    /// What applying it did.
+    pub result: ApplyResult,
 }
 
 /// Encodes a command for the log.
@@ -115,7 +130,7 @@ fn write_batch_txn<S: Storage>(
     let mut applied_sync = false;
     let first_new = ready.entries.first().map_or(u64::MAX, |e| e.index);
     for entry in &ready.committed_entries {
-        if let Payload::Command(bytes) = &entry.payload {
+        if let Some(bytes) = entry.payload.command() {
             let cmd = decode_command(entry, bytes)?;
             applied_sync |= matches!(cmd, Command::Sync { .. });
             let result = store.apply(&mut txn, &cmd)?;
@@ -127,7 +142,12 @@ fn write_batch_txn<S: Storage>(
                     txn.attach_history(entry.index, &history)?;
                 }
             }
-            results.push((entry.index, result));
+            results.push(AppliedEntry {
+                index: entry.index,
+                term: entry.term,
+                origin: entry.payload.origin(),
+                result,
+            });
         }
         applied = entry.index;
     }
@@ -153,6 +173,7 @@ fn write_batch_txn<S: Storage>(
     };
     txn.save_raft_state(&next)?;
     let next_expiration = V2Store::next_expiration(&txn)?;
+    let clock = V2Store::clock(&txn)?;
     txn.commit()?;
     *state = next;
     Ok(BatchOutcome {
@@ -162,6 +183,7 @@ fn write_batch_txn<S: Storage>(
         results,
         next_expiration,
         applied_sync,
+        clock,
     })
 }
 
@@ -172,7 +194,7 @@ pub fn load_history(
 ) -> Result<Vec<crate::store::Event>, StorageError> {
     let mut newest_first = Vec::new();
     storage.recent_history(&mut |entry, bytes| {
-        if let Payload::Command(cmd_bytes) = &entry.payload {
+        if let Some(cmd_bytes) = entry.payload.command() {
             let cmd = decode_command(entry, cmd_bytes)?;
             let events = V2Store::decode_history(bytes, &cmd)?;
             newest_first.extend(events.into_iter().rev());

@@ -35,6 +35,77 @@ pub struct Status {
     pub entries: AtomicU64,
     /// Batches refused because the map was full.
     pub batches_map_full: AtomicU64,
+    /// The leader's view of each follower (`/v2/stats/leader`); empty unless leader.
+    pub followers: std::sync::Mutex<std::collections::BTreeMap<u64, FollowerStats>>,
+    /// Whether this member is the leader (`/v2/stats/self` state).
+    pub is_leader: AtomicBool,
+    /// Append messages (appends and heartbeats) sent and received, for `/v2/stats/self`.
+    pub appends_sent: AtomicU64,
+    /// See `appends_sent`.
+    pub appends_received: AtomicU64,
+    /// The member's cluster clock, as the node thread last set it.
+    pub clock: std::sync::Mutex<Option<crate::util::clock::ClusterClock>>,
+}
+
+/// Round-trip latency of heartbeats to one follower, in milliseconds, and how many were
+/// answered or failed (etcd's `/v2/stats/leader` shape).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FollowerStats {
+    /// The last sample.
+    pub current: f64,
+    /// Mean of the samples.
+    pub average: f64,
+    /// Sum of squared deviations (Welford), for the standard deviation.
+    pub m2: f64,
+    /// The smallest sample.
+    pub minimum: f64,
+    /// The largest sample.
+    pub maximum: f64,
+    /// Answered heartbeats.
+    pub success: u64,
+    /// Messages that could not be delivered.
+    pub fail: u64,
+}
+
+impl FollowerStats {
+    /// Adds a round trip of `ms` milliseconds.
+    pub fn sample(&mut self, ms: f64) {
+        self.success += 1;
+        let n = self.success as f64;
+        let delta = ms - self.average;
+        self.average += delta / n;
+        self.m2 += delta * (ms - self.average);
+        self.current = ms;
+        if self.success == 1 || ms < self.minimum {
+            self.minimum = ms;
+        }
+        if ms > self.maximum {
+            self.maximum = ms;
+        }
+    }
+
+    /// The population standard deviation of the samples.
+    pub fn standard_deviation(&self) -> f64 {
+        if self.success == 0 {
+            0.0
+        } else {
+            (self.m2 / self.success as f64).sqrt()
+        }
+    }
+}
+
+impl Status {
+    /// Cluster time (for TTLs) and wall time (for dates) now.
+    pub fn clocks(&self) -> crate::util::clock::Clocks {
+        let wall = crate::util::clock::now_unix_nanos();
+        let cluster = self
+            .clock
+            .lock()
+            .ok()
+            .and_then(|c| c.map(|c| c.now()))
+            .unwrap_or(wall);
+        crate::util::clock::Clocks { cluster, wall }
+    }
 }
 
 /// A cloneable handle to the node thread.
@@ -82,7 +153,10 @@ impl NodeHandle {
     ) -> Result<Result<Event, V2Error>, V2Error> {
         if !matches!(
             command,
-            Command::Delete { .. } | Command::CompareAndDelete { .. } | Command::Sync { .. }
+            Command::Delete { .. }
+                | Command::CompareAndDelete { .. }
+                | Command::Sync { .. }
+                | Command::Publish { .. }
         ) && self.over_quota(body_bytes)
         {
             return Err(raft_error(NO_SPACE_CAUSE));
@@ -129,6 +203,11 @@ impl NodeHandle {
     pub fn shutdown(&self) {
         self.status.stopping.store(true, Ordering::SeqCst);
         let _ = self.tx.send(Input::Shutdown);
+    }
+
+    /// Cluster time (for TTLs) and wall time (for dates) now.
+    pub fn clocks(&self) -> crate::util::clock::Clocks {
+        self.status.clocks()
     }
 
     /// X-Raft-Index and X-Raft-Term.

@@ -9,21 +9,22 @@ pub mod batch;
 pub mod bootstrap;
 mod handle;
 
-pub use handle::{NodeHandle, Status, NO_SPACE_CAUSE, STOPPED_CAUSE, TIMEOUT_CAUSE};
+pub use handle::{FollowerStats, NodeHandle, Status, NO_SPACE_CAUSE, STOPPED_CAUSE, TIMEOUT_CAUSE};
 
-use crate::raft::{Config, InitialState, Persisted, Raft, Ready};
+use crate::raft::{Config, InitialState, Message, NodeId, Persisted, Raft, Ready, Role};
 use crate::storage::lmdb::LmdbStorage;
 use crate::storage::lmdb::Recovered;
 use crate::storage::{RaftState, StorageError};
 use crate::store::{Command, Event, V2Error, V2Store};
-use crate::util::clock;
+use crate::transport::Transport;
+use crate::util::clock::{self, ClusterClock};
 use crate::watch::WatchHub;
 use batch::BatchOutcome;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The reply to a proposal: the outer error is etcd's 300 family, the inner one a store error.
 pub type ProposeReply = smol::channel::Sender<Result<Result<Event, V2Error>, V2Error>>;
@@ -46,6 +47,8 @@ pub enum Input {
     },
     /// The storage thread finished a batch.
     Persisted(Result<BatchOutcome, StorageError>),
+    /// A message from a peer (the transport checked who sent it).
+    Peer(Message),
     /// The watchdog's liveness probe, answered as soon as the loop reads it.
     Ping {
         /// Where the answer goes.
@@ -69,7 +72,27 @@ pub struct NodeParts {
     pub request_timeout: Duration,
     /// Applied entries between log compactions (`--snapshot-count`).
     pub snapshot_count: u64,
+    /// Every voter of the cluster, this member included.
+    pub voters: Vec<NodeId>,
+    /// `--heartbeat-interval`: the tick.
+    pub heartbeat_interval: Duration,
+    /// `--election-timeout`.
+    pub election_timeout: Duration,
+    /// What this member publishes about itself once a leader is known (a cluster member's
+    /// `Command::Publish`; a single member publishes nothing: it knows itself).
+    pub publish: Option<Command>,
 }
+
+/// How the transport hands peer messages to the node thread.
+pub type Deliver = Box<dyn Fn(Message) + Send + Sync>;
+
+/// Entries kept in memory behind the applied index of a cluster member, for followers
+/// that lag (a follower further behind needs a snapshot).
+pub const MEMORY_RETAIN: u64 = 5_000;
+/// ... and at most this many payload bytes of them.
+pub const MEMORY_RETAIN_BYTES: usize = 32 << 20;
+/// Commands waiting for a leader to be elected; more are refused at once.
+const AWAITING_LEADER_MAX: usize = 10_000;
 
 /// A running node: its handle and the threads to join.
 pub struct Running {
@@ -79,25 +102,55 @@ pub struct Running {
     pub node_thread: std::thread::JoinHandle<Result<(), StorageError>>,
 }
 
-/// Starts the storage and node threads.
-pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
+/// Starts the storage and node threads; `connect` starts the transport, given how to hand
+/// the node what peers send.
+pub fn start(
+    parts: NodeParts,
+    connect: impl FnOnce(Deliver) -> Result<Box<dyn Transport>, String>,
+) -> Result<Running, StorageError> {
     let recovered = parts.storage.recover()?;
-    let initial = initial_state(&parts.storage, &recovered)?;
-    // A single voter never ticks; the seed only matters once there are elections to time.
+    let multi = parts.voters.len() > 1;
+    let retain = if multi { MEMORY_RETAIN } else { 0 };
+    let initial = initial_state(&parts.storage, &recovered, retain)?;
+    let tick = parts.heartbeat_interval.max(Duration::from_millis(1));
+    let election_ticks =
+        (parts.election_timeout.as_millis() / tick.as_millis().max(1)).clamp(2, 10_000) as u32;
     let config = Config {
-        seed: parts.member_id,
+        seed: parts.member_id ^ clock::now_unix_nanos(),
+        election_ticks,
+        heartbeat_ticks: 1,
         ..Config::default()
     };
-    let raft = Raft::new(parts.member_id, vec![parts.member_id], initial, &config);
-    let next_expiration = {
+    let raft = Raft::new(parts.member_id, parts.voters.clone(), initial, &config);
+    let (next_expiration, stored_clock) = {
         let view = parts.storage.read()?;
-        V2Store::next_expiration(&view)?
+        (V2Store::next_expiration(&view)?, V2Store::clock(&view)?)
     };
+    // A data dir whose log never fixed a cluster time starts from the wall clock; after
+    // that, from where the log left it (time the member was down is not counted).
+    let cluster = ClusterClock::starting_at(if stored_clock == 0 {
+        clock::now_unix_nanos()
+    } else {
+        stored_clock
+    });
     let status = Arc::new(Status::default());
     status
         .used_bytes
         .store(parts.storage.used_bytes()?, Ordering::SeqCst);
     let (tx, rx) = mpsc::channel();
+    let peer_tx = std::sync::Mutex::new(tx.clone());
+    let deliver: Deliver = Box::new(move |m| {
+        if let Ok(tx) = peer_tx.lock() {
+            let _ = tx.send(Input::Peer(m));
+        }
+    });
+    let transport = connect(deliver).map_err(|e| {
+        StorageError::new(
+            "start the peer transport",
+            "",
+            crate::storage::StorageErrorKind::Io(e),
+        )
+    })?;
     let (batch_tx, batch_rx) = mpsc::channel::<Ready>();
     let first_index = parts.storage.first_index()?;
     spawn_storage_thread(
@@ -109,6 +162,7 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
             durable: recovered.last_index,
             first_index,
             snapshot_count: parts.snapshot_count,
+            single: !multi,
         },
         batch_rx,
         tx.clone(),
@@ -126,13 +180,31 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
         batch_tx,
         batch_busy: false,
         pending: BTreeMap::new(),
+        forwarded: HashMap::new(),
+        known_leader: None,
+        awaiting_leader: Vec::new(),
+        reads_awaiting_leader: Vec::new(),
         reads: Vec::new(),
         read_requests: BTreeMap::new(),
         next_read_ctx: 0,
+        next_request: request_id_base(),
         next_expiration,
-        sync_in_flight: false,
+        sync_proposed: None,
         sync_not_before: 0,
+        transport,
+        tick: multi.then_some(tick),
+        next_tick: Instant::now() + tick,
+        retain,
+        stopping: None,
+        publish: match &parts.publish {
+            Some(cmd) => Some(batch::encode_command(cmd)?),
+            None => None,
+        },
+        publish_attempt: None,
+        cluster,
+        heartbeats_sent: HashMap::new(),
     };
+    let mut node = node;
     node.publish_status();
     let node_thread = std::thread::Builder::new()
         .name("node".into())
@@ -150,30 +222,57 @@ pub fn start(parts: NodeParts) -> Result<Running, StorageError> {
     })
 }
 
-// The core keeps in memory only the log after the applied index (a single voter has no
-// follower that could need older entries); the entry at the applied index gives its term.
+// Request ids tag forwarded commands in the log, where they outlive the process: a restart
+// must not reuse the ids of entries a previous run forwarded and that may still be applied
+// now. A random base (std's hasher keys come from the OS) makes a collision negligible.
+fn request_id_base() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(clock::now_unix_nanos());
+    h.finish()
+}
+
+// The core holds in memory the log after the applied index (durable entries a restart has
+// not applied yet included) and, in a cluster, up to `retain` applied entries before it for
+// followers that lag; the entry before the first one loaded gives its term.
 fn initial_state(
     storage: &LmdbStorage,
     recovered: &Recovered,
+    retain: u64,
 ) -> Result<InitialState, StorageError> {
     let applied = recovered.raft.applied;
     let last = recovered.last_index;
-    let (compacted_term, entries) = if applied == last {
-        (recovered.last_term, Vec::new())
-    } else if applied == 0 {
-        (0, storage.entries(1, last)?)
+    let disk_first = storage.first_index()?;
+    // The entry at `from - 1` must be on disk for its term (index 0 has term 0).
+    let mut from = applied.saturating_sub(retain).max(1);
+    if disk_first > 1 {
+        from = from.max(disk_first + 1);
+    }
+    from = from.min(applied + 1);
+    if from > last {
+        return Ok(InitialState {
+            hard_state: recovered.raft.hard_state,
+            applied,
+            compacted_index: last,
+            compacted_term: recovered.last_term,
+            entries: Vec::new(),
+        });
+    }
+    let before = from - 1;
+    let mut entries = storage.entries(before.max(1), last)?;
+    let compacted_term = if before == 0 {
+        0
     } else {
-        let mut entries = storage.entries(applied, last)?;
         match entries.first() {
-            Some(e) if e.index == applied => {
+            Some(e) if e.index == before => {
                 let term = e.term;
                 entries.remove(0);
-                (term, entries)
+                term
             }
             _ => {
                 return Err(StorageError::corrupt(
                     "read the log after the applied index",
-                    format!("entry {applied} is missing"),
+                    format!("entry {before} is missing"),
                 ))
             }
         }
@@ -181,7 +280,7 @@ fn initial_state(
     Ok(InitialState {
         hard_state: recovered.raft.hard_state,
         applied,
-        compacted_index: applied,
+        compacted_index: before,
         compacted_term,
         entries,
     })
@@ -197,6 +296,8 @@ struct StorageThread {
     /// First index still in the log.
     first_index: u64,
     snapshot_count: u64,
+    /// The member is the whole cluster: no follower can need old entries.
+    single: bool,
 }
 
 impl StorageThread {
@@ -235,8 +336,12 @@ impl StorageThread {
     // Near the quota everything applied goes, the events in those records with it: with
     // large values even a few events can hold more than the user's own data. Watchers keep
     // the in-memory history; only a restart then answers older waitIndexes with 401.
+    // In a cluster a short tail stays, so that a restarted member can still feed followers
+    // that lag a little.
     fn urgent_compaction(&self, last: u64) -> Option<(u64, u64)> {
-        (self.first_index > 0 && last > self.first_index).then(|| (self.first_index, last - 1))
+        let keep = if self.single { 1 } else { 1_000 };
+        let end = last.saturating_sub(keep);
+        (self.first_index > 0 && end >= self.first_index).then_some((self.first_index, end))
     }
 
     fn maintenance(&self) -> batch::Maintenance {
@@ -312,18 +417,55 @@ struct Node {
     batch_tx: Sender<Ready>,
     /// A batch is with the storage thread.
     batch_busy: bool,
-    /// Proposals waiting for their log index to be applied.
-    pending: BTreeMap<u64, ProposeReply>,
+    /// This member's proposals as leader, waiting for their log index (and term) to apply.
+    pending: BTreeMap<u64, (u64, ProposeReply)>,
+    /// Commands forwarded to the leader, by request id, waiting to come back applied (with
+    /// the leader they went to).
+    forwarded: HashMap<u64, (NodeId, ProposeReply)>,
+    /// The leader as of the last loop, to notice a change.
+    known_leader: Option<NodeId>,
+    /// Commands that arrived while no leader was known.
+    awaiting_leader: Vec<(Vec<u8>, ProposeReply)>,
+    /// Linearizable reads that arrived while no leader was known.
+    reads_awaiting_leader: Vec<ReadReply>,
     /// Linearizable reads waiting for (read index, reply).
     reads: Vec<(u64, ReadReply)>,
     /// Reads waiting for their read index, by request context.
     read_requests: BTreeMap<u64, ReadReply>,
     next_read_ctx: u64,
+    next_request: u64,
     next_expiration: Option<u64>,
-    sync_in_flight: bool,
+    /// When this member, as leader, last proposed an expiry (`Sync`) not yet applied.
+    sync_proposed: Option<Instant>,
     /// No expiry proposal before this time (backoff after the disk was full).
     sync_not_before: u64,
+    transport: Box<dyn Transport>,
+    /// The tick of a cluster member; a single member never ticks.
+    tick: Option<Duration>,
+    next_tick: Instant,
+    /// Applied entries kept in memory for followers.
+    retain: u64,
+    /// A graceful stop is under way: leadership is being handed over until this deadline.
+    stopping: Option<Instant>,
+    /// The encoded `Publish` still to be applied.
+    publish: Option<Vec<u8>>,
+    /// The publish proposal in flight: when it went, and where its outcome arrives.
+    publish_attempt: Option<(Instant, PublishOutcome)>,
+    /// Cluster time: TTLs are counted in it.
+    cluster: ClusterClock,
+    /// The last heartbeat round sent to each follower and when, to time its answer.
+    heartbeats_sent: HashMap<NodeId, (u64, Instant)>,
 }
+
+type PublishOutcome = smol::channel::Receiver<Result<Result<Event, V2Error>, V2Error>>;
+
+/// A publish not applied within this time is proposed again.
+const PUBLISH_RETRY: Duration = Duration::from_secs(3);
+
+/// An expiry proposal not applied within this time was lost (with a leader, or refused).
+const SYNC_RETRY: Duration = Duration::from_secs(2);
+/// How long a stopping leader waits for its transfer to take effect.
+const TRANSFER_WAIT: Duration = Duration::from_secs(2);
 
 impl Node {
     fn run(mut self, rx: Receiver<Input>) -> Result<(), StorageError> {
@@ -348,69 +490,190 @@ impl Node {
                 }
                 next = rx.try_recv().ok();
             }
+            if self.stopped() {
+                self.fail_all(STOPPED_CAUSE);
+                return Ok(());
+            }
+            self.maybe_tick();
+            for peer in self.transport.unreachable() {
+                self.raft.report_unreachable(peer);
+                if self.raft.role() == Role::Leader {
+                    if let Ok(mut f) = self.status.followers.lock() {
+                        f.entry(peer).or_default().fail += 1;
+                    }
+                }
+            }
+            self.on_leader_change();
+            self.flush_awaiting_leader();
+            self.maybe_publish();
             self.maybe_propose_sync();
             self.maybe_send_batch();
+            self.send_messages();
+            self.take_read_states();
+            self.publish_status();
         }
     }
 
-    // Idle without TTL keys means no timer at all: the server writes nothing and wakes for
-    // nothing. With TTL keys the loop wakes when the earliest one expires.
+    // A single member idle without TTL keys has no timer at all: the server writes nothing
+    // and wakes for nothing. With TTL keys the loop wakes when the earliest one expires; a
+    // cluster member wakes every tick.
     fn wait_timeout(&self) -> Option<Duration> {
-        if self.sync_in_flight {
+        let now = Instant::now();
+        let tick = self
+            .tick
+            .map(|_| self.next_tick.saturating_duration_since(now));
+        let expiry = self.expiry_wait();
+        match (tick, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn expiry_wait(&self) -> Option<Duration> {
+        if self.sync_proposed.is_some() || self.raft.role() != Role::Leader {
             return None;
         }
         let at = self.next_expiration?.max(self.sync_not_before);
-        let now = clock::now_unix_nanos();
+        let now = self.cluster.now();
         Some(Duration::from_nanos(at.saturating_sub(now)) + Duration::from_millis(1))
+    }
+
+    fn maybe_tick(&mut self) {
+        let Some(tick) = self.tick else {
+            return;
+        };
+        let now = Instant::now();
+        if now < self.next_tick {
+            return;
+        }
+        if self.raft.role() == Role::Leader {
+            self.raft.set_clock(self.cluster.now());
+        }
+        self.raft.tick();
+        // After a long stall (the process was stopped) one tick is counted, not a burst:
+        // a burst would expire every timer at once.
+        self.next_tick = (self.next_tick + tick).max(now);
+        if let Some(at) = self.sync_proposed {
+            if now.duration_since(at) > SYNC_RETRY {
+                self.sync_proposed = None;
+            }
+        }
+        self.drop_abandoned();
+    }
+
+    // Requests whose client gave up (timed out, disconnected) are dropped: under a long
+    // partition they would otherwise pile up.
+    fn drop_abandoned(&mut self) {
+        self.forwarded.retain(|_, (_, r)| !r.is_closed());
+        self.awaiting_leader.retain(|(_, r)| !r.is_closed());
+        self.reads_awaiting_leader.retain(|r| !r.is_closed());
+        self.read_requests.retain(|_, r| !r.is_closed());
+        self.reads.retain(|(_, r)| !r.is_closed());
     }
 
     fn handle(&mut self, input: Input) -> Result<bool, StorageError> {
         match input {
             Input::Propose { command, reply } => self.propose(command, reply),
-            Input::ReadIndex { reply } => {
-                let ctx = self.next_read_ctx;
-                self.next_read_ctx += 1;
-                match self.raft.read_index(ctx) {
-                    Ok(()) => {
-                        self.read_requests.insert(ctx, reply);
-                        // A single voter answers at once.
-                        self.take_read_states();
-                    }
-                    Err(e) => {
-                        let _ = reply.try_send(Err(V2Error::new(
-                            crate::store::error::RAFT_INTERNAL,
-                            e.to_string(),
-                            0,
-                        )));
-                    }
-                }
-            }
+            Input::ReadIndex { reply } => self.read_index(reply),
             Input::Persisted(outcome) => self.on_persisted(outcome)?,
+            Input::Peer(m) => {
+                self.observe_peer(&m);
+                self.raft.step(m);
+            }
             Input::Ping { reply } => {
                 let _ = reply.send(());
             }
-            Input::Shutdown => {
-                self.fail_all(STOPPED_CAUSE);
-                return Ok(false);
-            }
+            Input::Shutdown => return Ok(self.begin_stop()),
         }
         Ok(true)
     }
 
-    fn take_read_states(&mut self) {
-        for rs in self.raft.take_read_states() {
-            let Some(reply) = self.read_requests.remove(&rs.ctx) else {
-                continue;
-            };
-            if rs.index <= self.raft.applied_index() {
-                let _ = reply.try_send(Ok(()));
-            } else {
-                self.reads.push((rs.index, reply));
+    // A leader of a cluster hands leadership to its most up-to-date follower before it
+    // stops, so a planned restart costs no election timeout; anyone else stops at once.
+    fn begin_stop(&mut self) -> bool {
+        if self.stopping.is_some() {
+            return true;
+        }
+        if self.raft.role() != Role::Leader || self.raft.voters().len() < 2 {
+            self.fail_all(STOPPED_CAUSE);
+            return false;
+        }
+        let Some(target) = self.raft.best_transfer_target() else {
+            self.fail_all(STOPPED_CAUSE);
+            return false;
+        };
+        match self.raft.transfer_leader(target) {
+            Ok(()) => {
+                log::info!("handing leadership to {target:x} before stopping");
+                self.stopping = Some(Instant::now() + TRANSFER_WAIT);
+                true
+            }
+            Err(e) => {
+                log::warn!("cannot hand leadership to {target:x}: {e}");
+                self.fail_all(STOPPED_CAUSE);
+                false
             }
         }
     }
 
+    fn stopped(&mut self) -> bool {
+        let Some(deadline) = self.stopping else {
+            return false;
+        };
+        if self.raft.role() != Role::Leader {
+            // Let the TimeoutNow and the last appends leave before the sockets close.
+            self.send_messages();
+            return true;
+        }
+        Instant::now() >= deadline
+    }
+
+    fn read_index(&mut self, reply: ReadReply) {
+        if self.stopping.is_some() {
+            let _ = reply.try_send(Err(V2Error::new(300, STOPPED_CAUSE, 0)));
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        match self.raft.read_index(ctx) {
+            Ok(()) => {
+                self.read_requests.insert(ctx, reply);
+                // A single voter answers at once.
+                self.take_read_states();
+            }
+            Err(crate::raft::ProposeError::NoLeader) => self.reads_awaiting_leader.push(reply),
+            Err(e) => {
+                let _ = reply.try_send(Err(V2Error::new(
+                    crate::store::error::RAFT_INTERNAL,
+                    e.to_string(),
+                    0,
+                )));
+            }
+        }
+    }
+
+    fn take_read_states(&mut self) {
+        for rs in self.raft.take_read_states() {
+            self.on_read_state(rs);
+        }
+    }
+
+    fn on_read_state(&mut self, rs: crate::raft::ReadState) {
+        let Some(reply) = self.read_requests.remove(&rs.ctx) else {
+            return;
+        };
+        if rs.index <= self.raft.applied_index() {
+            let _ = reply.try_send(Ok(()));
+        } else {
+            self.reads.push((rs.index, reply));
+        }
+    }
+
     fn propose(&mut self, command: Command, reply: ProposeReply) {
+        if self.stopping.is_some() {
+            let _ = reply.try_send(Err(V2Error::new(300, STOPPED_CAUSE, 0)));
+            return;
+        }
         let encoded = match batch::encode_command(&command) {
             Ok(e) => e,
             Err(e) => {
@@ -418,9 +681,35 @@ impl Node {
                 return;
             }
         };
-        match self.raft.propose(encoded) {
-            Ok(index) => {
-                self.pending.insert(index, reply);
+        self.propose_encoded(encoded, reply);
+    }
+
+    fn propose_encoded(&mut self, encoded: Vec<u8>, reply: ProposeReply) {
+        if self.raft.role() == Role::Leader {
+            match self.raft.propose(encoded) {
+                Ok(index) => {
+                    self.pending.insert(index, (self.raft.term(), reply));
+                }
+                Err(e) => {
+                    let _ = reply.try_send(Err(V2Error::new(300, e.to_string(), 0)));
+                }
+            }
+            return;
+        }
+        if self.raft.leader().is_none() {
+            if self.awaiting_leader.len() >= AWAITING_LEADER_MAX {
+                let _ = reply.try_send(Err(V2Error::new(300, TIMEOUT_CAUSE, 0)));
+            } else {
+                self.awaiting_leader.push((encoded, reply));
+            }
+            return;
+        }
+        let request = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1);
+        match self.raft.forward(request, encoded) {
+            Ok(()) => {
+                let leader = self.raft.leader().unwrap_or(0);
+                self.forwarded.insert(request, (leader, reply));
             }
             Err(e) => {
                 let _ = reply.try_send(Err(V2Error::new(300, e.to_string(), 0)));
@@ -428,18 +717,94 @@ impl Node {
         }
     }
 
+    // Commands forwarded to a leader that is gone are probably lost with it: their clients
+    // get etcd's "previous leader failure" error now rather than after the whole request
+    // timeout, and can retry on the new leader (the write may still apply, as after any
+    // timeout). Read requests are idempotent: they go again to the new leader.
+    fn on_leader_change(&mut self) {
+        let leader = self.raft.leader();
+        if leader == self.known_leader {
+            return;
+        }
+        self.known_leader = leader;
+        let Some(now) = leader else {
+            return;
+        };
+        let lost: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, (to, _))| *to != now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some((_, reply)) = self.forwarded.remove(&id) {
+                let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
+            }
+        }
+        if self.raft.role() != Role::Leader {
+            let asked: Vec<u64> = self.read_requests.keys().copied().collect();
+            for ctx in asked {
+                let _ = self.raft.read_index(ctx);
+            }
+        }
+    }
+
+    fn flush_awaiting_leader(&mut self) {
+        if self.raft.leader().is_none() {
+            return;
+        }
+        for (encoded, reply) in std::mem::take(&mut self.awaiting_leader) {
+            self.propose_encoded(encoded, reply);
+        }
+        for reply in std::mem::take(&mut self.reads_awaiting_leader) {
+            self.read_index(reply);
+        }
+    }
+
+    fn maybe_publish(&mut self) {
+        let Some(encoded) = &self.publish else {
+            return;
+        };
+        if let Some((at, outcome)) = &self.publish_attempt {
+            match outcome.try_recv() {
+                // Applied (a publish yields no event: the inner result does not matter).
+                Ok(Ok(_)) => {
+                    self.publish = None;
+                    self.publish_attempt = None;
+                    return;
+                }
+                Ok(Err(_)) | Err(smol::channel::TryRecvError::Closed) => {}
+                Err(smol::channel::TryRecvError::Empty) if at.elapsed() < PUBLISH_RETRY => return,
+                Err(smol::channel::TryRecvError::Empty) => {}
+            }
+        }
+        if self.raft.leader().is_none() || self.stopping.is_some() {
+            self.publish_attempt = None;
+            return;
+        }
+        let (reply, outcome) = smol::channel::bounded(1);
+        let encoded = encoded.clone();
+        self.publish_attempt = Some((Instant::now(), outcome));
+        self.propose_encoded(encoded, reply);
+    }
+
+    // Only the leader decides expiry, so that every member expires a key at the same log
+    // position; it proposes only while TTL keys exist (an idle cluster writes nothing).
     fn maybe_propose_sync(&mut self) {
+        if self.raft.role() != Role::Leader || self.sync_proposed.is_some() {
+            return;
+        }
         let Some(at) = self.next_expiration else {
             return;
         };
         let at = at.max(self.sync_not_before);
-        let now = clock::now_unix_nanos();
-        if self.sync_in_flight || now < at {
+        let now = self.cluster.now();
+        if now < at {
             return;
         }
         if let Ok(encoded) = batch::encode_command(&Command::Sync { now }) {
             if self.raft.propose(encoded).is_ok() {
-                self.sync_in_flight = true;
+                self.sync_proposed = Some(Instant::now());
             }
         }
     }
@@ -448,13 +813,67 @@ impl Node {
         if self.batch_busy {
             return;
         }
-        if let Some(mut ready) = self.raft.ready() {
-            // A single voter has no peers to message; its reads are answered at once.
-            ready.messages.clear();
-            ready.read_states.clear();
-            if self.batch_tx.send(ready).is_ok() {
-                self.batch_busy = true;
+        let Some(mut ready) = self.raft.ready() else {
+            return;
+        };
+        // Messages go before the disk work: a leader replicates while its own fsync runs,
+        // and what depends on durability the core holds back itself.
+        let messages = std::mem::take(&mut ready.messages);
+        self.send(messages);
+        for rs in std::mem::take(&mut ready.read_states) {
+            self.on_read_state(rs);
+        }
+        if ready.needs_persist() && self.batch_tx.send(ready).is_ok() {
+            self.batch_busy = true;
+        }
+    }
+
+    fn send_messages(&mut self) {
+        let messages = self.raft.take_messages();
+        self.send(messages);
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut appends = 0;
+        for m in &messages {
+            match m.body {
+                crate::raft::MessageBody::Heartbeat { seq, .. } => {
+                    appends += 1;
+                    self.heartbeats_sent.insert(m.to, (seq, now));
+                }
+                crate::raft::MessageBody::Append { .. } => appends += 1,
+                _ => {}
             }
+        }
+        self.status
+            .appends_sent
+            .fetch_add(appends, Ordering::Relaxed);
+        self.transport.send(messages);
+    }
+
+    // Statistics only: what etcd's /v2/stats show (append counts, heartbeat round trips).
+    fn observe_peer(&mut self, m: &Message) {
+        match m.body {
+            crate::raft::MessageBody::Append { .. }
+            | crate::raft::MessageBody::Heartbeat { .. } => {
+                self.status.appends_received.fetch_add(1, Ordering::Relaxed);
+            }
+            crate::raft::MessageBody::HeartbeatResponse { seq } => {
+                if let Some((sent_seq, at)) = self.heartbeats_sent.get(&m.from) {
+                    if *sent_seq == seq && self.raft.role() == Role::Leader {
+                        let ms = at.elapsed().as_secs_f64() * 1000.0;
+                        self.heartbeats_sent.remove(&m.from);
+                        if let Ok(mut f) = self.status.followers.lock() {
+                            f.entry(m.from).or_default().sample(ms);
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -469,13 +888,13 @@ impl Node {
                 log::warn!("{e}; the batch's writes are refused");
                 self.status.batches_map_full.fetch_add(1, Ordering::Relaxed);
                 self.raft.persist_failed();
-                self.sync_in_flight = false;
+                self.sync_proposed = None;
                 // An expiry that cannot be written is retried a second later, not at once.
-                self.sync_not_before = clock::now_unix_nanos().saturating_add(1_000_000_000);
+                self.sync_not_before = self.cluster.now().saturating_add(1_000_000_000);
                 let durable = self.raft.last_index();
                 let failed: Vec<u64> = self.pending.range(durable + 1..).map(|(i, _)| *i).collect();
                 for index in failed {
-                    if let Some(reply) = self.pending.remove(&index) {
+                    if let Some((_, reply)) = self.pending.remove(&index) {
                         let _ = reply.try_send(Err(V2Error::new(300, NO_SPACE_CAUSE, 0)));
                     }
                 }
@@ -496,31 +915,50 @@ impl Node {
             durable_index: outcome.durable_index,
             applied_index: outcome.applied_index,
         });
-        // What is applied is on disk: the core's in-memory copy is no longer needed.
-        self.raft.compact(self.raft.applied_index());
+        self.compact_memory();
+        self.cluster.observe(outcome.clock);
         self.next_expiration = outcome.next_expiration;
         if outcome.applied_sync {
-            self.sync_in_flight = false;
+            self.sync_proposed = None;
         }
-        for (_, result) in &outcome.results {
-            if let Ok(applied) = result {
-                self.hub.publish(applied);
+        for applied in &outcome.results {
+            if let Ok(events) = &applied.result {
+                self.hub.publish(events);
             }
         }
         self.publish_status();
-        for (index, result) in outcome.results {
-            if let Some(reply) = self.pending.remove(&index) {
-                let answer = result.map(|mut applied| applied.remove(0).event);
+        let me = self.raft.id();
+        for applied in outcome.results {
+            let reply = match applied.origin {
+                Some((origin, request)) if origin == me => {
+                    self.forwarded.remove(&request).map(|(_, reply)| reply)
+                }
+                _ => match self.pending.remove(&applied.index) {
+                    Some((term, reply)) if term == applied.term => Some(reply),
+                    // Another leader's entry took that index: ours is lost.
+                    Some((_, reply)) => {
+                        let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
+                        None
+                    }
+                    None => None,
+                },
+            };
+            if let Some(reply) = reply {
+                let answer = applied.result.and_then(|events| {
+                    events.into_iter().next().map(|a| a.event).ok_or_else(|| {
+                        V2Error::new(300, "the command was applied without an event", 0)
+                    })
+                });
                 let _ = reply.try_send(Ok(answer));
             }
         }
-        // Entries without a command (the leader's no-op) have no waiter; waiters below the
+        // Entries without a command (a leader's no-op) have no waiter; waiters below the
         // applied index that got no result were never going to get one.
         let applied = self.raft.applied_index();
         let stale: Vec<u64> = self.pending.range(..=applied).map(|(i, _)| *i).collect();
         for index in stale {
-            if let Some(reply) = self.pending.remove(&index) {
-                let _ = reply.try_send(Err(V2Error::new(300, TIMEOUT_CAUSE, 0)));
+            if let Some((_, reply)) = self.pending.remove(&index) {
+                let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
             }
         }
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads)
@@ -533,7 +971,56 @@ impl Node {
         Ok(())
     }
 
-    fn publish_status(&self) {
+    // What is applied is on disk: a single member drops it from memory at once; a cluster
+    // member keeps a tail (bounded in entries and bytes) for followers that lag.
+    fn compact_memory(&mut self) {
+        let applied = self.raft.applied_index();
+        if self.retain == 0 {
+            self.raft.compact(applied);
+            return;
+        }
+        let first = self.raft.first_index();
+        // Compact in steps, not every batch: the byte count walks the retained entries.
+        if applied < first.saturating_add(self.retain + self.retain / 10) {
+            return;
+        }
+        let mut cut = applied.saturating_sub(self.retain);
+        let mut bytes = 0usize;
+        for e in self.raft.log_entries().iter().rev() {
+            if e.index > applied {
+                continue;
+            }
+            if e.index <= cut {
+                break;
+            }
+            bytes += e.payload.command().map_or(0, <[u8]>::len);
+            if bytes > MEMORY_RETAIN_BYTES {
+                cut = e.index;
+                break;
+            }
+        }
+        self.raft.compact(cut);
+    }
+
+    fn publish_status(&mut self) {
+        if self.raft.role() != Role::Leader {
+            self.cluster.observe(self.raft.leader_clock());
+        }
+        if let Ok(mut c) = self.status.clock.lock() {
+            *c = Some(self.cluster);
+        }
+        let leader = self.raft.role() == Role::Leader;
+        if self.status.is_leader.swap(leader, Ordering::SeqCst) != leader {
+            // A new term of leadership starts its follower statistics afresh.
+            if let Ok(mut f) = self.status.followers.lock() {
+                f.clear();
+                if leader {
+                    for (id, _) in self.raft.follower_matches() {
+                        f.insert(id, FollowerStats::default());
+                    }
+                }
+            }
+        }
         self.status
             .commit_index
             .store(self.raft.commit_index(), Ordering::SeqCst);
@@ -544,7 +1031,16 @@ impl Node {
     }
 
     fn fail_all(&mut self, cause: &str) {
-        for (_, reply) in std::mem::take(&mut self.pending) {
+        for (_, (_, reply)) in std::mem::take(&mut self.pending) {
+            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
+        }
+        for (_, (_, reply)) in std::mem::take(&mut self.forwarded) {
+            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
+        }
+        for (_, reply) in std::mem::take(&mut self.awaiting_leader) {
+            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
+        }
+        for reply in std::mem::take(&mut self.reads_awaiting_leader) {
             let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
         }
         for (_, reply) in std::mem::take(&mut self.reads) {
@@ -555,3 +1051,7 @@ impl Node {
         }
     }
 }
+
+/// etcd's cause when a write was lost with the leader that took it.
+pub const LOST_CAUSE: &str =
+    "etcdserver: request timed out, possibly due to previous leader failure";

@@ -184,6 +184,8 @@ impl Raft {
             .collect();
         self.pending_reads.clear();
         self.reads_awaiting_commit.clear();
+        self.forwarded_seen.clear();
+        self.forwarded_set.clear();
         self.append_entry(Payload::Empty);
         self.bcast_append(SendWhen::Always);
     }

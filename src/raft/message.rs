@@ -28,6 +28,38 @@ pub enum Payload {
     Empty,
     /// An encoded state-machine command.
     Command(Vec<u8>),
+    /// A command a follower forwarded to the leader, tagged so that the follower recognises
+    /// its own request when it applies the entry and can answer its client (the follower
+    /// never learns the index the leader gave it). Last variant: entries written before it
+    /// existed decode unchanged.
+    Forwarded {
+        /// The member whose client asked.
+        origin: NodeId,
+        /// That member's request id.
+        request: u64,
+        /// The encoded command.
+        command: Vec<u8>,
+    },
+}
+
+impl Payload {
+    /// The encoded state-machine command, if the entry carries one.
+    pub fn command(&self) -> Option<&[u8]> {
+        match self {
+            Payload::Empty => None,
+            Payload::Command(c) | Payload::Forwarded { command: c, .. } => Some(c),
+        }
+    }
+
+    /// The member and request a forwarded command came from.
+    pub fn origin(&self) -> Option<(NodeId, u64)> {
+        match self {
+            Payload::Forwarded {
+                origin, request, ..
+            } => Some((*origin, *request)),
+            _ => None,
+        }
+    }
 }
 
 /// The state that must be durable before a vote is answered or an entry acknowledged.
@@ -122,6 +154,9 @@ pub enum MessageBody {
         commit: u64,
         /// The leader's heartbeat round, echoed back to confirm ReadIndex requests.
         seq: u64,
+        /// The leader's cluster time (opaque to the core: the driver sets it with
+        /// [`crate::raft::Raft::set_clock`]), so followers count TTLs on the leader's clock.
+        clock: u64,
     },
     /// The answer to a heartbeat.
     HeartbeatResponse {
@@ -143,6 +178,16 @@ pub enum MessageBody {
     },
     /// The leader tells the transfer target to campaign now, skipping pre-vote.
     TimeoutNow,
+    /// A follower forwards its client's command to the leader, which appends it as a
+    /// [`Payload::Forwarded`] entry. Not answered: the follower answers its client when it
+    /// applies the entry, or times out (a proposal lost with a leader is never retried
+    /// silently, since it might still commit).
+    Propose {
+        /// The follower's request id, echoed in the entry.
+        request: u64,
+        /// The encoded command.
+        command: Vec<u8>,
+    },
 }
 
 impl MessageBody {
@@ -161,6 +206,7 @@ impl MessageBody {
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::Propose { .. } => "Propose",
         }
     }
 }

@@ -126,7 +126,12 @@ pub enum ProposeError {
     TransferInProgress,
     /// The member named is not a voter of this cluster.
     UnknownMember(NodeId),
+    /// A forwarded request this leader has already appended.
+    Duplicate,
 }
+
+/// How many forwarded requests a leader remembers to drop duplicates.
+const FORWARDED_WINDOW: usize = 1024;
 
 impl fmt::Display for ProposeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,6 +140,7 @@ impl fmt::Display for ProposeError {
             ProposeError::NoLeader => write!(f, "no leader is known"),
             ProposeError::TransferInProgress => write!(f, "leadership transfer in progress"),
             ProposeError::UnknownMember(id) => write!(f, "member {id:x} is not a voter"),
+            ProposeError::Duplicate => write!(f, "request already proposed"),
         }
     }
 }
@@ -194,6 +200,15 @@ pub struct Raft {
     /// ReadIndex requests that arrived before the leader committed an entry of its term.
     reads_awaiting_commit: Vec<(NodeId, u64)>,
     read_states: Vec<ReadState>,
+    /// The cluster time this member sends in its heartbeats as leader (the driver's).
+    clock: u64,
+    /// The highest cluster time a leader's heartbeat carried.
+    leader_clock: u64,
+    /// Forwarded requests this leader appended in its term, oldest first (bounded): a
+    /// duplicated `Propose` must not append the command twice.
+    forwarded_seen: VecDeque<(NodeId, u64)>,
+    /// The same requests, for lookup.
+    forwarded_set: std::collections::BTreeSet<(NodeId, u64)>,
     /// Messages that may go now.
     msgs: Vec<Message>,
     /// Messages that depend on state not yet handed out in a Ready.
@@ -247,6 +262,10 @@ impl Raft {
             pending_reads: VecDeque::new(),
             reads_awaiting_commit: Vec::new(),
             read_states: Vec::new(),
+            clock: 0,
+            leader_clock: 0,
+            forwarded_seen: VecDeque::new(),
+            forwarded_set: std::collections::BTreeSet::new(),
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
             msgs_after_inflight: Vec::new(),
@@ -347,6 +366,48 @@ impl Raft {
         Ok(index)
     }
 
+    /// Sends a command to the leader on behalf of this follower's client (see
+    /// [`MessageBody::Propose`]); the entry comes back tagged with `request`. On the leader
+    /// it is the same as [`Raft::propose`] with the tag.
+    pub fn forward(&mut self, request: u64, command: Vec<u8>) -> Result<(), ProposeError> {
+        if self.role == Role::Leader {
+            self.accept_forwarded(self.id, request, command)?;
+            return Ok(());
+        }
+        let leader = self.leader.ok_or(ProposeError::NoLeader)?;
+        self.send(leader, MessageBody::Propose { request, command });
+        Ok(())
+    }
+
+    fn accept_forwarded(
+        &mut self,
+        origin: NodeId,
+        request: u64,
+        command: Vec<u8>,
+    ) -> Result<u64, ProposeError> {
+        if self.lead_transferee.is_some() {
+            return Err(ProposeError::TransferInProgress);
+        }
+        // Stale-term duplicates are dropped by the term check; this catches those of this
+        // term.
+        if !self.forwarded_set.insert((origin, request)) {
+            return Err(ProposeError::Duplicate);
+        }
+        if self.forwarded_seen.len() >= FORWARDED_WINDOW {
+            if let Some(old) = self.forwarded_seen.pop_front() {
+                self.forwarded_set.remove(&old);
+            }
+        }
+        self.forwarded_seen.push_back((origin, request));
+        let index = self.append_entry(Payload::Forwarded {
+            origin,
+            request,
+            command,
+        });
+        self.bcast_append(SendWhen::NewEntries);
+        Ok(index)
+    }
+
     /// Asks for a linearizable read. The answer comes back as a [`ReadState`] with `ctx`
     /// (from [`Raft::take_read_states`] or a later Ready): on a leader once a heartbeat round
     /// confirmed a quorum still follows it (a single voter answers at once), on a follower
@@ -360,6 +421,39 @@ impl Raft {
         let leader = self.leader.ok_or(ProposeError::NoLeader)?;
         self.send(leader, MessageBody::ReadIndex { ctx });
         Ok(())
+    }
+
+    /// The follower a leader would best hand leadership to: the one with the most of the
+    /// log (ties: lowest id), among those heard from this election period.
+    pub fn best_transfer_target(&self) -> Option<NodeId> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.progress
+            .iter()
+            .filter(|(_, pr)| pr.recent_active || pr.match_index > 0)
+            .max_by_key(|(id, pr)| (pr.match_index, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)
+    }
+
+    /// What the leader knows each follower holds: (member, match index). Empty unless
+    /// leader.
+    pub fn follower_matches(&self) -> Vec<(NodeId, u64)> {
+        self.progress
+            .iter()
+            .map(|(id, pr)| (*id, pr.match_index))
+            .collect()
+    }
+
+    /// The cluster time a leader sends with its heartbeats. The core only carries it: time
+    /// stays the driver's business.
+    pub fn set_clock(&mut self, clock: u64) {
+        self.clock = clock;
+    }
+
+    /// The highest cluster time heard in a leader's heartbeat (0 before any).
+    pub fn leader_clock(&self) -> u64 {
+        self.leader_clock
     }
 
     /// Hands leadership to `to` (used on a leader's graceful shutdown).
@@ -476,9 +570,9 @@ impl Raft {
                     self.handle_append(from, m.term, prev_index, prev_term, entries, commit);
                 }
             }
-            MessageBody::Heartbeat { commit, seq } => {
+            MessageBody::Heartbeat { commit, seq, clock } => {
                 if self.follow(from) {
-                    self.handle_heartbeat(from, commit, seq);
+                    self.handle_heartbeat(from, commit, seq, clock);
                 }
             }
             MessageBody::AppendAccepted { match_index } => {
@@ -508,6 +602,13 @@ impl Raft {
             MessageBody::ReadIndexResponse { ctx, index } => {
                 if self.role != Role::Leader {
                     self.read_states.push(ReadState { ctx, index });
+                }
+            }
+            MessageBody::Propose { request, command } => {
+                // Dropped unless we lead (and are not handing leadership over): the
+                // follower's client times out, as with etcd.
+                if self.role == Role::Leader {
+                    let _ = self.accept_forwarded(from, request, command);
                 }
             }
             MessageBody::TimeoutNow => {

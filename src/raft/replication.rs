@@ -51,7 +51,8 @@ impl Raft {
             .map(|(id, pr)| (*id, pr.match_index.min(commit)))
             .collect();
         for (to, commit) in targets {
-            self.send(to, MessageBody::Heartbeat { commit, seq });
+            let clock = self.clock;
+            self.send(to, MessageBody::Heartbeat { commit, seq, clock });
         }
     }
 
@@ -200,7 +201,8 @@ impl Raft {
     }
 
     /// A follower's handling of a heartbeat.
-    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: u64, seq: u64) {
+    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: u64, seq: u64, clock: u64) {
+        self.leader_clock = self.leader_clock.max(clock);
         // The leader caps `commit` at what it knows we hold, so it is ours to take (capped
         // at our log anyway: a peer's number is never trusted to index memory).
         let commit = commit.min(self.log.last_index());

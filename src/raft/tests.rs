@@ -871,9 +871,12 @@ fn read_index_on_the_leader_waits_for_a_heartbeat_quorum() {
     c.elect(1);
     c.node(1).read_index(7).unwrap();
     let out = c.node(1).take_messages();
-    assert!(out
-        .iter()
-        .all(|m| m.body == MessageBody::Heartbeat { commit: 1, seq: 1 }));
+    assert!(out.iter().all(|m| m.body
+        == MessageBody::Heartbeat {
+            commit: 1,
+            seq: 1,
+            clock: 0
+        }));
     assert_eq!(out.len(), 2);
     assert!(c.node(1).take_read_states().is_empty());
     c.node(1)
@@ -1049,6 +1052,7 @@ fn malformed_and_stale_messages_are_ignored_or_answered() {
         MessageBody::Heartbeat {
             commit: u64::MAX,
             seq: u64::MAX,
+            clock: u64::MAX,
         },
     ));
     drive(f);
@@ -1063,7 +1067,16 @@ fn malformed_and_stale_messages_are_ignored_or_answered() {
     }
     assert_eq!(f.term(), 1);
     // A stale leader is told the newer term.
-    f.step(msg(3, 2, 0, MessageBody::Heartbeat { commit: 0, seq: 4 }));
+    f.step(msg(
+        3,
+        2,
+        0,
+        MessageBody::Heartbeat {
+            commit: 0,
+            seq: 4,
+            clock: 0,
+        },
+    ));
     assert_eq!(
         f.take_messages(),
         vec![msg(2, 3, 1, MessageBody::HeartbeatResponse { seq: 4 })]
@@ -1146,7 +1159,11 @@ fn a_hostile_term_saturates_instead_of_overflowing() {
         1,
         2,
         u64::MAX,
-        MessageBody::Heartbeat { commit: 0, seq: 0 },
+        MessageBody::Heartbeat {
+            commit: 0,
+            seq: 0,
+            clock: 0,
+        },
     ));
     assert_eq!(raft.term(), u64::MAX);
     raft.step(msg(
@@ -1224,6 +1241,7 @@ fn random_messages_never_panic_or_break_invariants() {
                 7 => MessageBody::Heartbeat {
                     commit: num(&mut prng),
                     seq: num(&mut prng),
+                    clock: num(&mut prng),
                 },
                 8 => MessageBody::HeartbeatResponse {
                     seq: num(&mut prng),

@@ -20,6 +20,8 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const META_FORMAT: &[u8] = b"format";
 /// Meta key of the identity record (cluster and member id).
 pub const META_IDENTITY: &[u8] = b"identity";
+/// Meta key of the membership record (the voters and their peer URLs).
+pub const META_MEMBERS: &[u8] = b"members";
 /// Meta key of the Raft state record (hard state and applied index, side by side so one
 /// commit touches one meta leaf).
 pub const META_RAFT_STATE: &[u8] = b"raft";
@@ -42,6 +44,17 @@ pub struct Identity {
     pub cluster_id: u64,
     /// This member's id.
     pub member_id: u64,
+}
+
+/// A member of the cluster as recorded at bootstrap.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct MemberRecord {
+    /// Its member id.
+    pub id: u64,
+    /// Its `--name` in `--initial-cluster`.
+    pub name: String,
+    /// Its peer URLs, sorted.
+    pub peer_urls: Vec<String>,
 }
 
 /// The format record's bytes.

@@ -5,7 +5,7 @@
 //! is one write transaction and one durable commit; API workers read in short read
 //! transactions, which never block the writer.
 
-use super::format::{self, Identity, RaftState};
+use super::format::{self, Identity, MemberRecord, RaftState};
 use super::{Storage, StorageError, StorageErrorKind, StorageTxn};
 use crate::raft::Entry;
 use crate::store::{KvRead, KvWrite, Table};
@@ -58,10 +58,13 @@ const PREALLOC_LOW_PAGES: u64 = 64;
 const PREALLOC_STEP_PAGES: u64 = 256;
 
 /// What a data dir holds when pikv starts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
     /// Cluster and member id, if the data dir was bootstrapped.
     pub identity: Option<Identity>,
+    /// The members recorded at bootstrap (empty in a data dir of a pikv that recorded none:
+    /// those were single-member clusters).
+    pub members: Vec<MemberRecord>,
     /// Hard state and applied index.
     pub raft: RaftState,
     /// Index and term of the last log entry (0, 0 when the log is empty).
@@ -275,6 +278,15 @@ impl LmdbStorage {
             Some(b) => Some(format::decode::<Identity>("identity record", b)?),
             None => None,
         };
+        let members = match self
+            .dbs
+            .meta
+            .get(&rtxn, format::META_MEMBERS)
+            .map_err(|e| self.err("read membership", e))?
+        {
+            Some(b) => format::decode::<Vec<MemberRecord>>("membership record", b)?,
+            None => Vec::new(),
+        };
         let raft = match self
             .dbs
             .meta
@@ -311,6 +323,7 @@ impl LmdbStorage {
         }
         Ok(Recovered {
             identity,
+            members,
             raft,
             last_index,
             last_term,
@@ -336,12 +349,25 @@ impl LmdbStorage {
         }
     }
 
-    /// Records who this data dir belongs to (once, at bootstrap).
-    pub fn save_identity(&self, identity: &Identity) -> Result<(), StorageError> {
+    /// Records who this data dir belongs to and the cluster it was bootstrapped in (once, at
+    /// bootstrap, in one transaction).
+    pub fn save_identity(
+        &self,
+        identity: &Identity,
+        members: &[MemberRecord],
+    ) -> Result<(), StorageError> {
         let mut wtxn = self
             .env
             .write_txn()
             .map_err(|e| self.err("begin identity write", e))?;
+        self.dbs
+            .meta
+            .put(
+                &mut wtxn,
+                format::META_MEMBERS,
+                &format::encode("membership", &members.to_vec())?,
+            )
+            .map_err(|e| self.err("write membership", e))?;
         self.dbs
             .meta
             .put(

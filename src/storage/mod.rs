@@ -6,7 +6,7 @@ pub mod format;
 pub mod lmdb;
 
 pub use error::{StorageError, StorageErrorKind};
-pub use format::{Identity, RaftState};
+pub use format::{Identity, MemberRecord, RaftState};
 
 use crate::raft::Entry;
 use crate::store::KvWrite;

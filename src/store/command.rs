@@ -92,6 +92,18 @@ pub enum Command {
         /// The leader's time.
         now: u64,
     },
+    /// A member publishes its name and client URLs after it starts (etcd does the same
+    /// through its log), so every member can list every other in `/v2/members` and
+    /// `/v2/machines`. Changes no key and no etcd index (pikv spends no index on itself).
+    /// Last variant: entries written before it existed decode unchanged.
+    Publish {
+        /// The member's id.
+        member: u64,
+        /// Its `--name`.
+        name: String,
+        /// Its `--advertise-client-urls`.
+        client_urls: Vec<String>,
+    },
 }
 
 impl Command {
@@ -103,9 +115,10 @@ impl Command {
             | Command::CreateInOrder { value, .. }
             | Command::Update { value, .. }
             | Command::CompareAndSwap { value, .. } => Some(value),
-            Command::Delete { .. } | Command::CompareAndDelete { .. } | Command::Sync { .. } => {
-                None
-            }
+            Command::Delete { .. }
+            | Command::CompareAndDelete { .. }
+            | Command::Sync { .. }
+            | Command::Publish { .. } => None,
         }
     }
 }

@@ -68,7 +68,7 @@ impl V2Store {
         let (ok, fail) = counters(cmd);
         match ops::apply(kv, cmd, cur) {
             Ok(applied) => {
-                let n = if ok == Counter::ExpireCount {
+                let n = if ok == Counter::ExpireCount || applied.is_empty() {
                     applied.len() as u64
                 } else {
                     1
@@ -82,6 +82,18 @@ impl V2Store {
             }
             Err(Fault::Storage(e)) => Err(e),
         }
+    }
+
+    /// The cluster time the applied log has reached (the newest `Sync`; 0 before any).
+    pub fn clock<K: KvRead>(kv: &K) -> Result<u64, StorageError> {
+        meta::clock(kv)
+    }
+
+    /// What every member published about itself (`Command::Publish`), by member id.
+    pub fn members<K: KvRead>(
+        kv: &K,
+    ) -> Result<std::collections::BTreeMap<u64, meta::MemberAttributes>, StorageError> {
+        meta::members(kv)
     }
 
     /// A read (GET) of `key`. Nodes whose expiration has passed but that no `Sync` has
@@ -178,5 +190,7 @@ fn counters(cmd: &Command) -> (Counter, Counter) {
         Command::CompareAndDelete { .. } => (CompareAndDeleteSuccess, CompareAndDeleteFail),
         // Sync cannot fail with an etcd error; the second entry is never used.
         Command::Sync { .. } => (ExpireCount, ExpireCount),
+        // Nothing etcd's store counts; a publish yields no Applied, so adds 0.
+        Command::Publish { .. } => (ExpireCount, ExpireCount),
     }
 }

@@ -66,6 +66,14 @@ pub fn apply<K: KvWrite>(kv: &mut K, cmd: &Command, cur: u64) -> Result<Vec<Appl
             prev_index,
         } => compare_and_delete(kv, key, Cond::new(prev_value, *prev_index), next)?,
         Command::Sync { now } => return expire(kv, *now, cur),
+        Command::Publish {
+            member,
+            name,
+            client_urls,
+        } => {
+            meta::set_member(kv, *member, name, client_urls)?;
+            return Ok(Vec::new());
+        }
     };
     Ok(vec![one])
 }
@@ -351,6 +359,7 @@ fn compare_and_delete<K: KvWrite>(
 /// one `expire` event each; an expired directory takes its subtree (and the subtree's TTL
 /// entries) with it, so a child inside never expires on its own afterwards.
 fn expire<K: KvWrite>(kv: &mut K, now: u64, cur: u64) -> Result<Vec<Applied>, Fault> {
+    meta::advance_clock(kv, now)?;
     let mut applied = Vec::new();
     let mut index = cur;
     while let Some((exp, key)) = ttl::first(kv)? {

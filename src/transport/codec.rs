@@ -47,10 +47,12 @@ pub fn bytes_bound(m: &Message) -> usize {
         MessageBody::Append { entries, .. } => entries.iter().fold(0usize, |sum, e| {
             let data = match &e.payload {
                 Payload::Empty => 0,
-                Payload::Command(data) => data.len(),
+                Payload::Command(data) | Payload::Forwarded { command: data, .. } => data.len(),
             };
             sum.saturating_add(ENTRY_BYTES_BOUND).saturating_add(data)
         }),
+        // A forwarded command carries its bytes too.
+        MessageBody::Propose { command, .. } => command.len(),
         _ => 0,
     };
     MESSAGE_BYTES_BOUND.saturating_add(entries)
@@ -266,6 +268,7 @@ mod tests {
             body: MessageBody::Heartbeat {
                 commit: u64::MAX,
                 seq,
+                clock: u64::MAX,
             },
         }
     }

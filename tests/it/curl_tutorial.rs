@@ -188,7 +188,11 @@ fn curl_tutorial_and_spec_examples() {
     assert_eq!(r.status, "HTTP/1.1 201 Created");
     let j: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let ttl = j["node"]["ttl"].as_i64().unwrap_or(0);
-    assert!(ttl <= 5 && ttl >= 5 - waited, "ttl after {waited} s: {}", r.body);
+    assert!(
+        ttl <= 5 && ttl >= 5 - waited,
+        "ttl after {waited} s: {}",
+        r.body
+    );
     let exp = j["node"]["expiration"].as_str().expect("expiration");
     assert!(exp.ends_with('Z') && exp.contains('T'), "expiration {exp}");
     assert!(
@@ -220,7 +224,11 @@ fn curl_tutorial_and_spec_examples() {
     // first curl was sent.
     let waited = sent.elapsed().as_secs() as i64 + 1;
     let prev_ttl = j["prevNode"]["ttl"].as_i64().unwrap_or(0);
-    assert!(prev_ttl <= 5 && prev_ttl >= 5 - waited, "after {waited} s: {}", r.body);
+    assert!(
+        prev_ttl <= 5 && prev_ttl >= 5 - waited,
+        "after {waited} s: {}",
+        r.body
+    );
     let r = curl(&[
         &u("/v2/keys/foo"),
         "-XPUT",

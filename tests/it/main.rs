@@ -13,6 +13,7 @@
 mod support;
 
 mod bad_input;
+mod cluster;
 mod curl_tutorial;
 mod data_dir;
 mod differential;

@@ -313,8 +313,8 @@ fn encode_op(op_id: u64, key: u8) -> Vec<u8> {
 }
 
 fn decode_op(payload: &Payload) -> Option<(u64, u8)> {
-    match payload {
-        Payload::Command(b) if b.len() == 9 => {
+    match payload.command() {
+        Some(b) if b.len() == 9 => {
             let mut id = [0u8; 8];
             id.copy_from_slice(&b[..8]);
             Some((u64::from_le_bytes(id), b[8]))
@@ -334,6 +334,8 @@ pub struct World {
     net: Network,
     clients: Vec<Client>,
     history: Vec<HistOp>,
+    /// Where each write is in the agreed log, once a member applied it.
+    op_index: BTreeMap<u64, u64>,
     checker: Checker,
     /// What happened, for the report and the replay check.
     pub trace: Trace,
@@ -386,6 +388,7 @@ impl World {
             members,
             clients,
             history: Vec::new(),
+            op_index: BTreeMap::new(),
             checker: Checker::default(),
             trace: Trace::new(verbose),
             faults: true,
@@ -649,6 +652,7 @@ impl World {
             let disk = &mut self.members[i].disk;
             if let Some((op, key)) = decode_op(&e.payload) {
                 disk.kv.insert(key, op);
+                self.op_index.entry(op).or_insert(e.index);
             }
             disk.applied = e.index;
         }
@@ -887,12 +891,25 @@ impl World {
             if write {
                 let op = self.next_op;
                 self.next_op += 1;
-                let Ok(index) = raft.propose(encode_op(op, key)) else {
-                    // Redirected to whom this member takes for the leader, if anyone.
-                    self.clients[c].leader_hint = raft.leader().map(|l| (l - 1) as usize);
-                    continue;
+                let index = match raft.propose(encode_op(op, key)) {
+                    Ok(index) => {
+                        self.clients[c].leader_hint = Some(i);
+                        index
+                    }
+                    // Half the time a follower forwards the write to the leader (as pikv's
+                    // API does); the index is learned when the entry is applied.
+                    Err(_) if raft.leader().is_some() && self.prng.chance(1, 2) => {
+                        if raft.forward(op, encode_op(op, key)).is_err() {
+                            continue;
+                        }
+                        0
+                    }
+                    Err(_) => {
+                        // Redirected to whom this member takes for the leader, if anyone.
+                        self.clients[c].leader_hint = raft.leader().map(|l| (l - 1) as usize);
+                        continue;
+                    }
                 };
-                self.clients[c].leader_hint = Some(i);
                 self.trace.push(
                     self.now,
                     Event::Propose {
@@ -973,9 +990,20 @@ impl World {
             let op = &self.history[h];
             let outcome = match op.kind {
                 OpKind::Write(value) => {
-                    if m.disk.applied < op.index {
+                    // A forwarded write's index is where the agreed log has it.
+                    let index = if op.index == 0 {
+                        match self.op_index.get(&value) {
+                            Some(index) => *index,
+                            None => continue,
+                        }
+                    } else {
+                        op.index
+                    };
+                    if m.disk.applied < index {
                         continue;
                     }
+                    self.history[h].index = index;
+                    let op = &self.history[h];
                     // Applied here, so it is in the agreed sequence at that index.
                     let applied = &self.checker.applied[op.index as usize - 1].entry;
                     if decode_op(&applied.payload).map(|(id, _)| id) == Some(value) {

@@ -80,6 +80,7 @@ fn defaults() {
             },
             cors: Cors::Any,
             strict_reconfig_check: true,
+            serializable_reads: false,
             debug: false,
             log_level: log::LevelFilter::Info,
         }

@@ -94,7 +94,11 @@ fn heartbeat(from: NodeId, to: NodeId, seq: u64) -> Message {
         from,
         to,
         term: 1,
-        body: MessageBody::Heartbeat { commit: 0, seq },
+        body: MessageBody::Heartbeat {
+            commit: 0,
+            seq,
+            clock: 0,
+        },
     }
 }
 

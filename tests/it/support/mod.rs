@@ -2,6 +2,7 @@
 //! (`PIKV_IT_TARGET`), temp dirs, free ports, a seeded PRNG, and the raw HTTP client,
 //! process handle and order-preserving JSON parser in the submodules.
 
+pub mod cluster;
 pub mod http;
 pub mod json;
 pub mod process;

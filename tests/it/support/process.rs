@@ -55,6 +55,8 @@ pub struct Server {
     pub extra_args: Vec<String>,
     /// Environment variables set for every start (e.g. `NOTIFY_SOCKET`).
     pub extra_env: Vec<(String, String)>,
+    /// `--initial-cluster` of a member of a multi-member cluster (default: this one alone).
+    pub initial_cluster: Option<String>,
 }
 
 /// systemd's variables: a test run under a systemd service must not pass its own to the
@@ -92,6 +94,7 @@ impl Server {
                 starts: 0,
                 extra_args: extra.iter().map(|a| a.to_string()).collect(),
                 extra_env: Vec::new(),
+                initial_cluster: None,
             };
             s.spawn();
             match s.wait_ready_inner() {
@@ -125,9 +128,51 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            initial_cluster: None,
         };
         s.spawn();
         s
+    }
+
+    /// A member of a cluster, not started: the caller sets `initial_cluster` and calls
+    /// [`Server::spawn_now`] on every member before waiting for any (none is ready alone).
+    pub fn prepare(kind: Kind, name: &str, ports: (u16, u16), extra: &[&str]) -> Server {
+        super::require_tool(kind.program().to_str().unwrap());
+        let tmp = TempDir::new(&format!("{}-{name}", kind.label()));
+        let stderr_path = tmp.path().join("server.log");
+        Server {
+            kind,
+            name: name.to_string(),
+            client_port: ports.0,
+            peer_port: ports.1,
+            tmp,
+            child: None,
+            stderr_path,
+            starts: 0,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
+            extra_env: Vec::new(),
+            initial_cluster: None,
+        }
+    }
+
+    /// Starts the process without waiting for it.
+    pub fn spawn_now(&mut self) {
+        self.spawn();
+    }
+
+    /// Waits for readiness; `Err` with the reason instead of a panic.
+    pub fn try_wait_ready(&mut self) -> Result<(), String> {
+        self.wait_ready_inner()
+    }
+
+    /// SIGSTOP (the process freezes, as on a stalled board) or SIGCONT.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+        }
     }
 
     /// The process exited during startup because someone took its port first.
@@ -188,7 +233,9 @@ impl Server {
             "--initial-advertise-peer-urls".into(),
             p.clone(),
             "--initial-cluster".into(),
-            format!("{}={p}", self.name),
+            self.initial_cluster
+                .clone()
+                .unwrap_or_else(|| format!("{}={p}", self.name)),
         ];
         if self.kind == Kind::Etcd {
             a.push("--enable-v2".into());
@@ -238,7 +285,8 @@ impl Server {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    fn fail(&self, why: &str) -> ! {
+    /// Panics with `why` and the tail of the server's log.
+    pub fn fail(&self, why: &str) -> ! {
         let log = self.log();
         let tail: String = {
             let lines: Vec<&str> = log.lines().collect();
