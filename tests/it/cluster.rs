@@ -116,9 +116,11 @@ fn three_members_replicate_and_survive_the_leaders_kill_9() {
         std::thread::sleep(Duration::from_millis(50));
     };
     eprintln!("cluster: first write {took:?} after the leader's kill -9 ({attempts} attempts)");
+    // etcd answers a write forwarded to the dead leader only after its 7 s request timeout;
+    // pikv fails it as soon as a new leader is known, so the retry lands within 3 s.
     let limit = Duration::from_secs(3 * slow_factor() as u64);
     assert!(
-        took <= limit,
+        took <= limit || kind == Kind::Etcd,
         "a new leader and a successful write within {limit:?}, took {took:?}\n{}",
         c.logs()
     );

@@ -14,6 +14,7 @@ mod support;
 
 mod bad_input;
 mod cluster;
+mod cluster_clients;
 mod curl_tutorial;
 mod data_dir;
 mod differential;

@@ -13,8 +13,13 @@ import time
 
 import etcd
 
-PORT = int(sys.argv[1])
+# `client_suite.py PORT [PORT ...]`: the suite runs through the first member; with several
+# (a cluster) writes are also spread over all of them and read back on the next one.
+PORTS = [int(p) for p in sys.argv[1:]]
+PORT = PORTS[0]
 URL = "http://127.0.0.1:%d" % PORT
+ALL = ["http://127.0.0.1:%d" % p for p in PORTS]
+CLUSTER = len(PORTS) > 1
 c = etcd.Client(host="127.0.0.1", port=PORT)
 
 
@@ -169,19 +174,40 @@ assert ev._prev_node.value == "s"
 ok("ttl")
 
 # ---- cluster information
-machines = c.machines
-assert machines == [URL], machines
-leader = c.leader
-assert leader["name"] == "a", leader
-assert leader["clientURLs"] == [URL], leader
-members = c.members
-assert list(members.keys()) == [leader["id"]], members
+if not CLUSTER:
+    machines = c.machines
+    assert machines == [URL], machines
+    leader = c.leader
+    assert leader["name"] == "a", leader
+    assert leader["clientURLs"] == [URL], leader
+    members = c.members
+    assert list(members.keys()) == [leader["id"]], members
+    st = c.stats
+    assert st["name"] == "a" and st["id"] == leader["id"], st
+    assert st["state"] == "StateLeader", st
+else:
+    # Members publish their client URLs through the log after they start.
+    wait_until("every member published", lambda: sorted(c.machines) == sorted(ALL))
+    leader = c.leader
+    assert leader["clientURLs"][0] in ALL, leader
+    members = c.members
+    assert len(members) == len(PORTS), members
+    assert leader["id"] in members, (leader, members)
+    st = c.stats
+    assert st["state"] in ("StateLeader", "StateFollower"), st
+    assert (st["state"] == "StateLeader") == (st["id"] == leader["id"]), (st, leader)
 assert isinstance(c.version, str) and c.version, c.version
 assert isinstance(c.cluster_version, str) and c.cluster_version
-st = c.stats
-assert st["name"] == "a" and st["id"] == leader["id"], st
-assert st["state"] == "StateLeader", st
 assert "watchers" in c.store_stats
 ok("cluster info (version %s)" % c.version)
+
+# ---- a cluster: writes on every member, each read back on the next one
+if CLUSTER:
+    clients = [etcd.Client(host="127.0.0.1", port=p) for p in PORTS]
+    for i, w in enumerate(clients):
+        r = w.write("/py/spread/%d" % i, "from %d" % i)
+        back = clients[(i + 1) % len(clients)].read("/py/spread/%d" % i, quorum=True)
+        assert back.value == "from %d" % i and back.modifiedIndex == r.modifiedIndex, back
+    ok("spread over %d members" % len(PORTS))
 
 print("ALL OK", flush=True)
