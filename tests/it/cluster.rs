@@ -60,6 +60,18 @@ fn three_members_replicate_and_survive_the_leaders_kill_9() {
         ids.iter().all(|i| !i.is_empty() && *i == ids[0]),
         "one cluster id on every member: {ids:?}"
     );
+    // Derived from the peer URLs and the token as etcd derives it (spec §10.6; in ORACLE
+    // mode this checks the derivation against etcd itself).
+    let member_ids: Vec<u64> = c
+        .members
+        .iter()
+        .map(|m| pikv::node::bootstrap::member_id(&[m.peer_url()], "it-cluster"))
+        .collect();
+    assert_eq!(
+        ids[0],
+        format!("{:x}", pikv::node::bootstrap::cluster_id(&member_ids)),
+        "X-Etcd-Cluster-Id as etcd derives it"
+    );
     // Write on each member, read each write on the next one.
     for i in 0..3 {
         let r = put(
@@ -356,4 +368,101 @@ fn five_members_serve_with_two_down_and_refuse_writes_with_three_down() {
         assert_eq!(g.status, 500, "{}", g.dump());
         assert_eq!(g.json()["errorCode"], 300, "{}", g.dump());
     }
+}
+
+#[test]
+fn a_leader_stopped_with_sigterm_hands_leadership_over_first() {
+    let kind = support::target();
+    let mut c = Cluster::start(kind, 3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let term = |m: &crate::support::Server| -> u64 {
+        m.get("/v2/keys/")
+            .header("X-Raft-Term")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = term(&c.members[leader]);
+    let stopped_at = Instant::now();
+    c.members[leader].terminate();
+    let status = c.members[leader].wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "a clean exit: {status:?}\n{}",
+        c.members[leader].log()
+    );
+    let survivor = c.members[(leader + 1) % 3].client_port;
+    let took = loop {
+        if let Ok(r) = put(survivor, "/term/after", "x", Duration::from_secs(8)) {
+            if r.status == 201 {
+                break stopped_at.elapsed();
+            }
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(20),
+            "{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("cluster: first write {took:?} after SIGTERM to the leader");
+    let new_leader = c.wait_leader(Duration::from_secs(5));
+    assert_ne!(new_leader, leader);
+    if kind == Kind::Pikv {
+        // The handover: the stopped leader named its successor, who campaigned at once
+        // (one term later, no election timeout and no pre-vote round first).
+        let log = c.members[leader].log();
+        let id = c.members[new_leader].get("/v2/stats/self").json()["id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            log.contains(&format!("handing leadership to {id} before stopping")),
+            "{log}"
+        );
+        assert_eq!(term(&c.members[new_leader]), before + 1, "{}", c.logs());
+    }
+}
+
+#[test]
+fn a_data_dir_of_another_cluster_is_refused() {
+    let kind = support::target();
+    if kind == Kind::Etcd {
+        // etcd starts on it (and its peers refuse it); pikv refuses at once.
+        return;
+    }
+    let mut c = Cluster::start(kind, 3, &[]);
+    c.members[0].stop();
+    // The same member, its data dir, but flags that describe another cluster.
+    let m = &c.members[0];
+    let out = support::run_pikv(
+        &[
+            "--name",
+            &m.name,
+            "--data-dir",
+            m.data_dir().to_str().unwrap(),
+            "--listen-client-urls",
+            &m.client_url(),
+            "--advertise-client-urls",
+            &m.client_url(),
+            "--listen-peer-urls",
+            &m.peer_url(),
+            "--initial-advertise-peer-urls",
+            &m.peer_url(),
+            "--initial-cluster",
+            &format!("{}={},other=http://127.0.0.1:1", m.name, m.peer_url()),
+            "--initial-cluster-token",
+            "another-cluster",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("belongs to member")
+            && out.stderr.contains("give this member its own data dir"),
+        "{out:?}"
+    );
+    // With its own command line it rejoins.
+    c.members[0].start_again();
+    let g = quorum_get(c.members[0].client_port, "/");
+    assert_eq!(g.status, 200, "{}", g.dump());
 }

@@ -145,6 +145,7 @@ impl Drop for ChildGuard {
 }
 
 /// The outcome of a pikv run that is expected to exit by itself (a refused start).
+#[derive(Debug)]
 pub struct Exited {
     pub code: Option<i32>,
     pub stderr: String,
