@@ -152,9 +152,9 @@ bench: build ## side-by-side benchmark of pikv and etcd 3.4 (../shared/bench)
 	@test -f $(SHARED)/bench/v2bench.py || { echo "make: missing $(SHARED)/bench/v2bench.py (set SHARED=...)" >&2; exit 1; }
 	@if [ -x $(ETCD) ]; then \
 		set -x; python3 $(SHARED)/bench/v2bench.py --server etcd='$(ETCD) --enable-v2' \
-			--server pikv=$(CURDIR)/target/release/pikv --sizes 1 --json bench-pikv-vs-etcd.json; \
+			--server pikv=$(CURDIR)/target/release/pikv --sizes 1,3 --json bench-pikv-vs-etcd.json; \
 	else \
 		echo "make bench: $(ETCD) not installed; measuring pikv alone (run 'make setup' for the etcd comparison)" >&2; \
 		set -x; python3 $(SHARED)/bench/v2bench.py --server pikv=$(CURDIR)/target/release/pikv \
-			--sizes 1 --json bench-pikv-vs-etcd.json; \
+			--sizes 1,3 --json bench-pikv-vs-etcd.json; \
 	fi
