@@ -466,3 +466,141 @@ fn a_data_dir_of_another_cluster_is_refused() {
     let g = quorum_get(c.members[0].client_port, "/");
     assert_eq!(g.status, 200, "{}", g.dump());
 }
+
+#[test]
+fn watches_survive_a_leader_change_and_expiry_is_the_same_everywhere() {
+    let kind = support::target();
+    let mut c = Cluster::start(kind, 3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let watcher = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let w = http::start(
+        c.members[watcher].client_port,
+        "GET",
+        "/v2/keys/watched?wait=true",
+        &[],
+        b"",
+        Duration::from_secs(30),
+    )
+    .expect("park a watch");
+    c.members[leader].kill9();
+    // The watch was parked on a follower before the leader died; a write through the new
+    // leader wakes it, served from the watcher's own applied log.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = put(
+            c.members[other].client_port,
+            "/watched",
+            "after",
+            Duration::from_secs(8),
+        ) {
+            if r.status == 201 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write after the kill\n{}",
+            c.logs()
+        );
+    }
+    let r = w
+        .finish(Instant::now() + Duration::from_secs(20))
+        .expect("the watch answers");
+    assert_eq!(r.json()["node"]["value"], "after", "{}", r.dump());
+    c.members[leader].start_again();
+
+    // A TTL key expires at one position of the log: the same expire event (same index) on
+    // every member.
+    let r = http::put(
+        c.members[watcher].client_port,
+        "/v2/keys/short",
+        "value=s&ttl=1",
+    );
+    assert_eq!(r.status, 201, "{}", r.dump());
+    let created = r.modified_index();
+    let mut seen = Vec::new();
+    for m in &c.members {
+        let ev = http::request(
+            m.client_port,
+            "GET",
+            &format!("/v2/keys/short?wait=true&waitIndex={}", created + 1),
+            &[],
+            b"",
+        );
+        let j = ev.json();
+        assert_eq!(j["action"], "expire", "on {}: {}", m.name, ev.dump());
+        seen.push(j["node"]["modifiedIndex"].as_u64());
+    }
+    assert!(
+        seen.iter().all(|i| *i == seen[0] && i.is_some()),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn an_idle_cluster_writes_nothing() {
+    if support::target() == Kind::Etcd {
+        return; // pikv's own /metrics counters
+    }
+    let c = Cluster::start(Kind::Pikv, 3, &[]);
+    let r = put(
+        c.members[0].client_port,
+        "/idle/k",
+        "v",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201);
+    // Let every member apply, publish and settle; heartbeats go on, but they change nothing
+    // durable.
+    std::thread::sleep(Duration::from_secs(2));
+    let batches = |c: &Cluster| -> Vec<u64> {
+        c.members
+            .iter()
+            .map(|m| m.metric("pikv_storage_batches_total"))
+            .collect()
+    };
+    let before = batches(&c);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = batches(&c);
+    assert_eq!(before, after, "batches committed by an idle cluster");
+}
+
+#[test]
+fn serializable_reads_answer_from_local_state_without_a_quorum() {
+    if support::target() == Kind::Etcd {
+        return; // a pikv flag
+    }
+    let mut c = Cluster::start(Kind::Pikv, 3, &["--serializable-reads"]);
+    let r = put(
+        c.members[0].client_port,
+        "/ser/k",
+        "v",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.dump());
+    // Every member has applied it before the quorum goes.
+    for m in &c.members {
+        assert_eq!(quorum_get(m.client_port, "/ser/k").status, 200);
+    }
+    c.members[1].kill9();
+    c.members[2].kill9();
+    let g = c.members[0].get("/v2/keys/ser/k");
+    assert_eq!(
+        g.status,
+        200,
+        "a plain GET is local with --serializable-reads: {}",
+        g.dump()
+    );
+    assert_eq!(g.json()["node"]["value"], "v");
+    let q = quorum_get(c.members[0].client_port, "/ser/k");
+    assert_eq!(
+        q.status,
+        500,
+        "quorum=true still needs the quorum: {}",
+        q.dump()
+    );
+    assert_eq!(q.json()["errorCode"], 300, "{}", q.dump());
+}
