@@ -138,11 +138,9 @@ pub fn start(
         .used_bytes
         .store(parts.storage.used_bytes()?, Ordering::SeqCst);
     let (tx, rx) = mpsc::channel();
-    let peer_tx = std::sync::Mutex::new(tx.clone());
+    let peer_tx = tx.clone();
     let deliver: Deliver = Box::new(move |m| {
-        if let Ok(tx) = peer_tx.lock() {
-            let _ = tx.send(Input::Peer(m));
-        }
+        let _ = peer_tx.send(Input::Peer(m));
     });
     let transport = connect(deliver).map_err(|e| {
         StorageError::new(
@@ -565,6 +563,9 @@ impl Node {
     // partition they would otherwise pile up.
     fn drop_abandoned(&mut self) {
         self.forwarded.retain(|_, (_, r)| !r.is_closed());
+        // A deposed leader's proposals past what the new leader ever writes would wait
+        // for an index that never comes.
+        self.pending.retain(|_, (_, r)| !r.is_closed());
         self.awaiting_leader.retain(|(_, r)| !r.is_closed());
         self.reads_awaiting_leader.retain(|r| !r.is_closed());
         self.read_requests.retain(|_, r| !r.is_closed());
