@@ -121,7 +121,10 @@ pub fn start(
         heartbeat_ticks: 1,
         ..Config::default()
     };
-    let raft = Raft::new(parts.member_id, parts.voters.clone(), initial, &config);
+    let mut raft = Raft::new(parts.member_id, parts.voters.clone(), initial, &config);
+    if multi {
+        raft.hasten_first_election();
+    }
     let (next_expiration, stored_clock) = {
         let view = parts.storage.read()?;
         (V2Store::next_expiration(&view)?, V2Store::clock(&view)?)

@@ -1270,3 +1270,33 @@ fn random_messages_never_panic_or_break_invariants() {
         }
     }
 }
+
+#[test]
+fn a_hastened_first_election_comes_within_one_election_timeout() {
+    let cfg = config();
+    for seed in 0..50 {
+        let mut r = Raft::new(
+            1,
+            vec![1, 2, 3],
+            InitialState::default(),
+            &Config {
+                seed,
+                ..cfg.clone()
+            },
+        );
+        r.hasten_first_election();
+        let mut ticks = 0;
+        while !drive(&mut r)
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::PreVote { .. }))
+        {
+            r.tick();
+            ticks += 1;
+            assert!(
+                ticks <= cfg.election_ticks + 1,
+                "seed {seed}: no campaign after {ticks} ticks"
+            );
+        }
+        assert!(ticks >= 1, "seed {seed}: still one tick at least");
+    }
+}
