@@ -730,6 +730,14 @@ impl Node {
         if leader == self.known_leader {
             return;
         }
+        // etcd logs these too: the first thing to look for when a cluster misbehaves.
+        match leader {
+            Some(l) if l == self.raft.id() => {
+                log::info!("elected leader at term {}", self.raft.term())
+            }
+            Some(l) => log::info!("leader is {l:x} at term {}", self.raft.term()),
+            None => log::info!("no leader at term {}", self.raft.term()),
+        }
         self.known_leader = leader;
         let Some(now) = leader else {
             return;

@@ -39,7 +39,7 @@ impl Cluster {
 
     /// The members, configured but not started.
     pub fn prepare(kind: Kind, n: usize, extra: &[&str]) -> Cluster {
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| super::free_ports()).collect();
+        let ports = distinct_free_ports(n);
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
@@ -117,4 +117,16 @@ impl Cluster {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// `n` (client, peer) port pairs, all distinct: every listener is held until all are known.
+fn distinct_free_ports(n: usize) -> Vec<(u16, u16)> {
+    let listeners: Vec<std::net::TcpListener> = (0..2 * n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect();
+    ports.chunks(2).map(|p| (p[0], p[1])).collect()
 }
