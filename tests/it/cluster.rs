@@ -244,23 +244,26 @@ fn a_stopped_leader_steps_down_without_split_brain() {
     c.members[leader].signal("STOP");
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     // The others elect a new leader and take writes while the old one is frozen.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(15);
+    let mut attempts = Vec::new();
     loop {
-        if let Ok(r) = put(
+        let r = put(
             c.members[others[0]].client_port,
             "/stop/during",
             "x",
             Duration::from_secs(8),
-        ) {
-            if r.status == 201 {
-                break;
-            }
+        );
+        if r.as_ref().is_ok_and(|r| r.status == 201) {
+            break;
         }
+        attempts.push((started.elapsed(), r.map(|r| r.dump())));
         assert!(
             Instant::now() < deadline,
-            "no write while the leader was stopped\n{}",
+            "no write while the leader was stopped: {attempts:?}\n{}",
             c.logs()
         );
+        std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_secs(3));
     c.members[leader].signal("CONT");
