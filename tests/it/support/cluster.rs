@@ -119,14 +119,10 @@ fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
-/// `n` (client, peer) port pairs, all distinct: every listener is held until all are known.
+/// `n` (client, peer) port pairs, all distinct and never handed out before.
 fn distinct_free_ports(n: usize) -> Vec<(u16, u16)> {
-    let listeners: Vec<std::net::TcpListener> = (0..2 * n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect();
-    ports.chunks(2).map(|p| (p[0], p[1])).collect()
+    super::fresh_ports(2 * n)
+        .chunks(2)
+        .map(|p| (p[0], p[1]))
+        .collect()
 }

@@ -57,12 +57,29 @@ impl Drop for TempDir {
 
 /// Two distinct free loopback ports (both listeners are held until both are known).
 pub fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
+    let p = fresh_ports(2);
+    (p[0], p[1])
+}
+
+/// `n` distinct free loopback ports, none handed out before in this test process. A port is
+/// never reused: a member killed by one test and restarted later must find its ports free,
+/// not taken by a cluster another test started meanwhile (which would then answer in its
+/// place).
+pub fn fresh_ports(n: usize) -> Vec<u16> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if !given.contains(&port) && !out.contains(&port) {
+            out.push(port);
+        }
+        held.push(l);
+    }
+    given.extend(&out);
+    out
 }
 
 /// splitmix64: a tiny seeded PRNG, so a failing run can be reproduced from its seed.
