@@ -368,6 +368,12 @@ fn five_members_serve_with_two_down_and_refuse_writes_with_three_down() {
         "cluster: write refused after {:?} with 3 of 5 down",
         started.elapsed()
     );
+    // No leader on the minority: /health says so, and so does /v2/members/leader.
+    let h = c.members[alive].get("/health");
+    assert_eq!(h.status, 503, "{}", h.dump());
+    assert_eq!(h.text(), "{\"health\":\"false\"}\n");
+    let l = c.members[alive].get("/v2/members/leader");
+    assert_eq!(l.status, 503, "{}", l.dump());
     // A plain GET: etcd answers it from local state; pikv's are linearizable, so the
     // minority answers etcd's timeout error rather than possibly stale data.
     let g = c.members[alive].get("/v2/keys/five/k0");
