@@ -71,6 +71,32 @@ pub struct Options {
     /// A disk that acknowledges the vote but forgets it on a crash: the simulator must catch
     /// the consequences (used only to prove the checkers work).
     pub lying_disk: bool,
+    /// One member's disk stalls (see [`SlowDisk`]).
+    pub slow_disk: Option<SlowDisk>,
+    /// Once a first leader is established nobody may campaign again: no member may become
+    /// a pre-candidate or a candidate, and no term may start (a run without faults that could
+    /// justify an election).
+    pub no_elections: bool,
+}
+
+/// A member whose fsyncs stall, as an SD card's do: a write on it takes
+/// `stall_min_ms..=stall_max_ms` now and then (`stall_per_mille` of its writes), the usual
+/// latency otherwise. The member is picked when the first leader is established: that
+/// leader itself when `on_leader`, else one of its followers.
+#[derive(Debug, Clone)]
+pub struct SlowDisk {
+    /// See the type's docs.
+    pub stall_min_ms: u64,
+    /// See the type's docs.
+    pub stall_max_ms: u64,
+    /// See the type's docs.
+    pub stall_per_mille: u64,
+    /// See the type's docs.
+    pub on_leader: bool,
+    /// The driver waits on the stalled fsync, as a node thread that blocks on its disk
+    /// would: the member neither ticks nor sends while its write is in flight (used only to
+    /// prove that the election check can fail).
+    pub blocking_driver: bool,
 }
 
 impl Options {
@@ -109,6 +135,58 @@ impl Options {
             fault_ms: 3000,
             heal_budget_ms: 8000,
             lying_disk: false,
+            slow_disk: None,
+            no_elections: false,
+        }
+    }
+
+    /// A healthy cluster but for one member's disk, whose fsyncs stall for 500 ms to 1 s
+    /// (the leader's in some seeds, a follower's in the others): nothing else goes wrong, so
+    /// no election may happen once the first leader is established. The timing is pikv's
+    /// default (100 ms ticks, heartbeat 1 tick, election timeout 10 ticks) in some seeds and
+    /// ten times faster in others, where every stall lasts 5 to 10 election timeouts.
+    pub fn slow_disk(seed: u64, members: usize) -> Options {
+        let mut p = Prng::new(seed ^ 0x510_D15C);
+        let mut pick = |choices: &[u64]| choices[p.below(choices.len() as u64) as usize];
+        let on_leader = pick(&[0, 1]) == 1;
+        Options {
+            members,
+            tick_ms: pick(&[10, 100]),
+            election_ticks: 10,
+            heartbeat_ticks: pick(&[1, 1, 2, 3]) as u32,
+            max_inflight_msgs: pick(&[1, 4, 256]) as usize,
+            max_entries_per_msg: pick(&[1, 16, 64]) as usize,
+            net: NetOptions {
+                delay_max_ms: pick(&[2, 5, 10]),
+                ..NetOptions::calm()
+            },
+            fsync_max_ms: pick(&[0, 2, 10]),
+            fsync_slow_per_mille: 0,
+            fsync_slow_ms: 0,
+            persist_fail_per_mille: 0,
+            crash_every_ms: 0,
+            down_max_ms: 0,
+            partition_every_ms: 0,
+            transfer_every_ms: 0,
+            clients: pick(&[2, 5]) as usize,
+            keys: pick(&[1, 3]) as u8,
+            op_gap_max_ms: pick(&[5, 50]),
+            // A write waits for the slow disk when it went to the slow leader: a client
+            // that gave up would only blur the history.
+            op_timeout_ms: 5000,
+            fault_ms: 5000,
+            // A follower whose every write stalls, fed one entry per message with few in
+            // flight, falls far behind under load and catches up a few entries per stall.
+            heal_budget_ms: 60_000,
+            lying_disk: false,
+            slow_disk: Some(SlowDisk {
+                stall_min_ms: 500,
+                stall_max_ms: 1000,
+                stall_per_mille: pick(&[250, 500, 1000]),
+                on_leader,
+                blocking_driver: false,
+            }),
+            no_elections: true,
         }
     }
 }
@@ -143,6 +221,8 @@ struct Member {
     seen_term: u64,
     seen_commit: u64,
     seen_role: Option<Role>,
+    /// Has followed (or been) the first leader: a campaign from here on needs a reason.
+    settled: bool,
 }
 
 /// What happened to a client operation.
@@ -221,6 +301,9 @@ pub enum Event {
     Transfer {
         from: NodeId,
         to: NodeId,
+    },
+    SlowDisk {
+        member: NodeId,
     },
     Done {
         client: usize,
@@ -304,6 +387,11 @@ pub struct Stats {
     pub overwrites: u64,
     /// Terms that had a leader.
     pub elections: u64,
+    /// Writes on a slow disk that stalled (500 ms and more), and those of them that stalled
+    /// while the member led.
+    pub stalls: u64,
+    /// See `stalls`.
+    pub leader_stalls: u64,
 }
 
 fn encode_op(op_id: u64, key: u8) -> Vec<u8> {
@@ -343,6 +431,10 @@ pub struct World {
     faults: bool,
     next_op: u64,
     next_ctx: u64,
+    /// The term of the first leader seen.
+    first_leader_term: Option<u64>,
+    /// The member whose disk stalls (`Options::slow_disk`), once picked.
+    slow_member: Option<usize>,
     /// Counts for the report.
     pub stats: Stats,
 }
@@ -365,6 +457,7 @@ impl World {
                 seen_term: 0,
                 seen_commit: 0,
                 seen_role: None,
+                settled: false,
             })
             .collect();
         let clients = (0..opts.clients)
@@ -394,6 +487,8 @@ impl World {
             faults: true,
             next_op: 1,
             next_ctx: 1,
+            first_leader_term: None,
+            slow_member: None,
             stats: Stats::default(),
         }
     }
@@ -444,7 +539,7 @@ impl World {
                 self.pump(i)?;
                 self.after_event(i)?;
             }
-            if self.members[i].next_tick_at <= self.now {
+            if self.members[i].next_tick_at <= self.now && !self.driver_blocked(i) {
                 self.members[i].next_tick_at = self.now + self.opts.tick_ms;
                 let id = self.members[i].id;
                 self.trace.push(self.now, Event::Tick(id));
@@ -487,10 +582,23 @@ impl World {
         self.after_event(i)
     }
 
+    /// A blocking driver waits for member `i`'s write (see [`SlowDisk::blocking_driver`]).
+    fn driver_blocked(&self, i: usize) -> bool {
+        self.members[i].write.is_some()
+            && self
+                .opts
+                .slow_disk
+                .as_ref()
+                .is_some_and(|s| s.blocking_driver)
+    }
+
     /// The driver: send what may go, hand out the next Ready, persist it (now or later).
     fn pump(&mut self, i: usize) -> Result<(), Violation> {
         loop {
             let busy = self.members[i].write.is_some();
+            if self.driver_blocked(i) {
+                return Ok(());
+            }
             let Some(raft) = self.members[i].raft.as_mut() else {
                 return Ok(());
             };
@@ -533,7 +641,7 @@ impl World {
                 }
                 continue;
             }
-            let latency = self.fsync_latency();
+            let latency = self.fsync_latency(i);
             self.members[i].write = Some(Write {
                 ready: rd,
                 done_at: self.now + latency,
@@ -545,7 +653,20 @@ impl World {
         }
     }
 
-    fn fsync_latency(&mut self) -> u64 {
+    fn fsync_latency(&mut self, i: usize) -> u64 {
+        if let Some(slow) = &self.opts.slow_disk {
+            if self.slow_member == Some(i) && self.prng.chance(slow.stall_per_mille, 1000) {
+                self.stats.stalls += 1;
+                let leads = self.members[i]
+                    .raft
+                    .as_ref()
+                    .is_some_and(|r| r.role() == Role::Leader);
+                if leads {
+                    self.stats.leader_stalls += 1;
+                }
+                return self.prng.between(slow.stall_min_ms, slow.stall_max_ms);
+            }
+        }
         if self.prng.chance(self.opts.fsync_slow_per_mille, 1000) {
             return self.prng.between(1, self.opts.fsync_slow_ms);
         }
@@ -699,11 +820,62 @@ impl World {
                 },
             );
         }
+        let prev_role = m.seen_role;
         m.seen_term = raft.term();
         m.seen_commit = raft.commit_index();
         m.seen_role = Some(raft.role());
         self.checker.election_safety(raft)?;
-        self.checker.leader_completeness(raft)
+        self.checker.leader_completeness(raft)?;
+        self.watch_elections(i, prev_role)
+    }
+
+    /// Notes the first leader (and picks the slow disk then); with `no_elections`, any
+    /// campaign started after it, and any newer term, is a violation.
+    fn watch_elections(&mut self, i: usize, prev_role: Option<Role>) -> Result<(), Violation> {
+        let Some(raft) = self.members[i].raft.as_ref() else {
+            return Ok(());
+        };
+        let (id, role, term) = (raft.id(), raft.role(), raft.term());
+        let Some(first) = self.first_leader_term else {
+            if role == Role::Leader {
+                self.first_leader_term = Some(term);
+                if let Some(slow) = &self.opts.slow_disk {
+                    let n = self.members.len() as u64;
+                    let pick = if slow.on_leader {
+                        i
+                    } else {
+                        (i + 1 + self.prng.below(n - 1) as usize) % self.members.len()
+                    };
+                    self.slow_member = Some(pick);
+                    self.trace.push(
+                        self.now,
+                        Event::SlowDisk {
+                            member: self.members[pick].id,
+                        },
+                    );
+                }
+            }
+            return Ok(());
+        };
+        // A member that has not heard of the first leader yet may still time out on the
+        // first election (its vote request was in flight): only campaigns of members that
+        // followed the first leader, and newer terms, count.
+        let campaigning = |r: Option<Role>| matches!(r, Some(Role::PreCandidate | Role::Candidate));
+        let campaign_started = campaigning(Some(role)) && !campaigning(prev_role);
+        let settled = self.members[i].settled;
+        if term >= first && raft.leader().is_some() {
+            self.members[i].settled = true;
+        }
+        if self.opts.no_elections && (term > first || (settled && campaign_started)) {
+            return Err(Violation::Election {
+                member: id,
+                detail: format!(
+                    "{role:?} in term {term} after the first leader of term {first} was established, with no fault but a slow disk on member {}",
+                    self.slow_member.map_or(0, |s| self.members[s].id)
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The O(log) checks, every 250 virtual ms: whole logs, and that what the core calls

@@ -89,6 +89,8 @@ pub enum Violation {
     NotLinearizable { key: u8, detail: String },
     /// The core panicked.
     Panic { detail: String },
+    /// A member campaigned in a run where nothing justified an election.
+    Election { member: NodeId, detail: String },
 }
 
 impl fmt::Display for Violation {
@@ -139,6 +141,9 @@ impl fmt::Display for Violation {
                 write!(f, "key {key} not linearizable: {detail}")
             }
             Violation::Panic { detail } => write!(f, "panic: {detail}"),
+            Violation::Election { member, detail } => {
+                write!(f, "needless election: member {member} is {detail}")
+            }
         }
     }
 }
