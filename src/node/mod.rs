@@ -126,13 +126,11 @@ pub fn start(
         let view = parts.storage.read()?;
         (V2Store::next_expiration(&view)?, V2Store::clock(&view)?)
     };
-    // A data dir whose log never fixed a cluster time starts from the wall clock; after
-    // that, from where the log left it (time the member was down is not counted).
-    let cluster = ClusterClock::starting_at(if stored_clock == 0 {
-        clock::now_unix_nanos()
-    } else {
-        stored_clock
-    });
+    let cluster = ClusterClock::resume(
+        stored_clock,
+        clock::now_unix_nanos(),
+        clock::monotonic_nanos(),
+    );
     let status = Arc::new(Status::default());
     status
         .used_bytes

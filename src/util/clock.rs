@@ -16,36 +16,81 @@ pub fn monotonic() -> Instant {
     Instant::now()
 }
 
+/// The system's monotonic clock (`CLOCK_MONOTONIC`, the one `Instant` reads) in nanoseconds:
+/// it never jumps, whatever is done to the wall clock, and every process of one boot reads
+/// the same value.
+#[allow(unsafe_code)]
+pub fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own; CLOCK_MONOTONIC always exists
+    // on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
 /// Cluster time, in Unix-like nanoseconds: the time TTLs are counted in. It advances with
 /// this process's monotonic clock from the last value the cluster fixed (a `Sync` entry
 /// applied, a leader's heartbeat), and never goes back. A wall clock that jumps — a Pi
 /// boots without a real-time clock, then NTP corrects it by days — moves none of it: wall
 /// time is only used to show `expiration` as a date.
-#[derive(Debug, Clone, Copy)]
+///
+/// The `_at` methods take the monotonic reading ([`monotonic_nanos`]) as a value, so that the
+/// simulator can drive the same clock in virtual time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClusterClock {
+    /// Cluster time at monotonic time `at`.
     base: u64,
-    at: Instant,
+    /// Monotonic nanoseconds.
+    at: u64,
 }
 
 impl ClusterClock {
     /// A clock reading `base` now.
     pub fn starting_at(base: u64) -> ClusterClock {
-        ClusterClock {
-            base,
-            at: Instant::now(),
-        }
+        ClusterClock::starting_at_mono(base, monotonic_nanos())
+    }
+
+    /// The clock of a member starting at monotonic time `mono` with wall time `wall`, whose
+    /// log recorded cluster time `stored` (0 if it never fixed one): it resumes from the log
+    /// (the time the member was down is not counted); a log that never fixed a cluster time
+    /// starts from the wall clock.
+    pub fn resume(stored: u64, wall: u64, mono: u64) -> ClusterClock {
+        let base = if stored == 0 { wall } else { stored };
+        ClusterClock::starting_at_mono(base, mono)
+    }
+
+    /// A clock reading `base` at monotonic time `mono`.
+    pub fn starting_at_mono(base: u64, mono: u64) -> ClusterClock {
+        ClusterClock { base, at: mono }
     }
 
     /// The current cluster time.
     pub fn now(&self) -> u64 {
-        let elapsed = u64::try_from(self.at.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.base.saturating_add(elapsed)
+        self.now_at(monotonic_nanos())
+    }
+
+    /// The cluster time at monotonic time `mono` (not before the clock's own start).
+    pub fn now_at(&self, mono: u64) -> u64 {
+        self.base.saturating_add(mono.saturating_sub(self.at))
     }
 
     /// The cluster says time reached `t`: catch up if behind, never go back.
     pub fn observe(&mut self, t: u64) {
-        if t > self.now() {
-            *self = ClusterClock::starting_at(t);
+        self.observe_at(t, monotonic_nanos());
+    }
+
+    /// [`ClusterClock::observe`] at monotonic time `mono`.
+    pub fn observe_at(&mut self, t: u64, mono: u64) {
+        if t > self.now_at(mono) {
+            *self = ClusterClock::starting_at_mono(t, mono);
         }
     }
 }
@@ -93,6 +138,21 @@ mod tests {
         assert!(c.now() >= u64::MAX / 2, "a newer one moves it forward");
         let far = ClusterClock::starting_at(u64::MAX);
         assert_eq!(far.now(), u64::MAX, "saturates");
+    }
+
+    #[test]
+    fn cluster_clock_in_given_monotonic_time() {
+        let mut c = ClusterClock::starting_at_mono(5_000, 100);
+        assert_eq!(c.now_at(100), 5_000);
+        assert_eq!(c.now_at(350), 5_250);
+        assert_eq!(c.now_at(50), 5_000, "not before its own start");
+        c.observe_at(5_100, 350);
+        assert_eq!(c.now_at(400), 5_300, "behind it: ignored");
+        c.observe_at(9_000, 400);
+        assert_eq!(c.now_at(410), 9_010, "ahead: caught up");
+        let a = monotonic_nanos();
+        let b = monotonic_nanos();
+        assert!(a > 0 && b >= a);
     }
 
     #[test]
