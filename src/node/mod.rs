@@ -122,12 +122,18 @@ pub fn start(
         ..Config::default()
     };
     let raft = Raft::new(parts.member_id, parts.voters.clone(), initial, &config);
-    let (next_expiration, stored_clock) = {
+    let (next_expiration, stored_clock, anchor) = {
         let view = parts.storage.read()?;
-        (V2Store::next_expiration(&view)?, V2Store::clock(&view)?)
+        (
+            V2Store::next_expiration(&view)?,
+            V2Store::clock(&view)?,
+            V2Store::clock_anchor(&view)?,
+        )
     };
     let cluster = ClusterClock::resume(
         stored_clock,
+        anchor,
+        clock::boot_id(),
         clock::now_unix_nanos(),
         clock::monotonic_nanos(),
     );
@@ -308,6 +314,7 @@ impl StorageThread {
         let last = self.state.applied;
         let maint = batch::Maintenance {
             compact: self.urgent_compaction(last),
+            clock: None,
         };
         let empty = Ready::default();
         match batch::write_batch(
@@ -348,8 +355,18 @@ impl StorageThread {
         let last = self.state.applied;
         let regular = batch::compaction_range(self.first_index, last, self.snapshot_count);
         let urgent = pressure.then(|| self.urgent_compaction(last)).flatten();
+        // The clock as the node thread last published it: its line (cluster time against
+        // the monotonic clock) is what a restart continues.
+        let clock = self
+            .status
+            .clock
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .map(|c| c.anchor_at(clock::boot_id(), clock::monotonic_nanos()));
         batch::Maintenance {
             compact: regular.or(urgent),
+            clock,
         }
     }
 }
@@ -570,6 +587,11 @@ impl Node {
     }
 
     fn handle(&mut self, input: Input) -> Result<bool, StorageError> {
+        // Heartbeats also go out between ticks (a ReadIndex round): they carry the clock as
+        // it is now, not as it was at the last tick.
+        if self.raft.role() == Role::Leader {
+            self.raft.set_clock(self.cluster.now());
+        }
         match input {
             Input::Propose { command, reply } => self.propose(command, reply),
             Input::ReadIndex { reply } => self.read_index(reply),
@@ -1001,8 +1023,10 @@ impl Node {
     }
 
     fn publish_status(&mut self) {
-        if self.raft.role() != Role::Leader {
-            self.cluster.observe(self.raft.leader_clock());
+        if self.raft.role() == Role::Leader {
+            self.cluster.fix();
+        } else {
+            self.cluster.follow(self.raft.leader_clock());
         }
         if let Ok(mut c) = self.status.clock.lock() {
             *c = Some(self.cluster);
