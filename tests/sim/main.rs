@@ -21,6 +21,7 @@
 //! - `PIKV_SIM_SEED=S`: run only seed S, printing its trace's tail on failure;
 //! - `PIKV_SIM_TRACE=1`: print every event of the run (use with `PIKV_SIM_SEED`).
 
+mod clocks;
 mod invariants;
 mod linearizability;
 mod network;
@@ -130,12 +131,14 @@ fn run_scenario(
         total.elections += s.elections;
         total.stalls += s.stalls;
         total.leader_stalls += s.leader_stalls;
+        total.clock_lag_max_ms = total.clock_lag_max_ms.max(s.clock_lag_max_ms);
+        total.wall_jumps += s.wall_jumps;
     }
     eprintln!(
         "sim: {test}: {members} members, seeds {range:?}: {} failed, {:.2} s wall (slowest seed {} {:.3} s), {} s virtual; \
          {} writes acknowledged, {} unknown, {} reads, {} entries committed, {} messages, \
          {} crashes, {} failed fsyncs, {} transfers, {} elections, {} log overwrites, \
-         {} stalled fsyncs ({} on a leader)",
+         {} stalled fsyncs ({} on a leader), {} wall-clock jumps, cluster time at most {} ms behind",
         failures.len(),
         started.elapsed().as_secs_f64(),
         slowest.1,
@@ -153,6 +156,8 @@ fn run_scenario(
         total.overwrites,
         total.stalls,
         total.leader_stalls,
+        total.wall_jumps,
+        total.clock_lag_max_ms,
     );
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
     total
@@ -191,6 +196,49 @@ fn slow_disk_causes_no_election() {
             total.leader_stalls
         );
     }
+}
+
+/// Requirement 6, bad clocks: wall clocks jump by days while leaders change and members
+/// restart; the cluster time the driver keeps with pikv's `ClusterClock`, and that leaders
+/// carry in heartbeats, never goes back and advances with virtual time (see `clocks.rs`).
+#[test]
+fn wall_clock_jumps_move_no_cluster_time() {
+    for members in [3, 5] {
+        let total = run_scenario(
+            members,
+            "wall_clock_jumps_move_no_cluster_time",
+            SCENARIO_SEEDS,
+            Options::clock_jumps,
+        );
+        assert!(total.wall_jumps > 0 && total.crashes > 0 && total.transfers > 0);
+    }
+}
+
+/// A known limitation, run on demand (`--ignored`): a fresh cluster whose wall clocks are
+/// days apart when it first forms. A fresh member's cluster clock is its wall clock,
+/// provisionally: it takes the first leader's clock when it hears it. But a second member
+/// that leads before any of the first leader's heartbeats reached it (a quick transfer, a
+/// crash, lost messages) fixes its own provisional clock, and the cluster then has two
+/// times days apart; fixed clocks only move forward, so the later one wins when its member
+/// leads — a jump of days. Closing it needs the cluster time in the first messages of a
+/// term (appends or votes), not only in heartbeats.
+#[test]
+#[ignore = "known limitation: clocks days apart when a fresh cluster forms"]
+fn fresh_clusters_with_wall_clocks_days_apart() {
+    fn options(seed: u64, members: usize) -> Options {
+        let mut opts = Options::clock_jumps(seed, members);
+        if let Some(ck) = opts.clock.as_mut() {
+            ck.start_offset_days = 3;
+            ck.jumps_before_formed = true;
+        }
+        opts
+    }
+    run_scenario(
+        3,
+        "fresh_clusters_with_wall_clocks_days_apart",
+        SCENARIO_SEEDS,
+        options,
+    );
 }
 
 /// The election check must be able to fail: a driver that waits on its stalled fsync (no
