@@ -13,6 +13,7 @@
 mod support;
 
 mod bad_input;
+mod clock_jump;
 mod cluster;
 mod curl_tutorial;
 mod data_dir;
