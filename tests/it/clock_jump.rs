@@ -78,6 +78,31 @@ fn faketime_usable() -> bool {
     true
 }
 
+/// libfaketime keeps a shared-memory segment and a semaphore in /dev/shm per process and
+/// removes them when the process exits normally: the tests stop their servers with SIGTERM,
+/// and on drop (also after a failed assertion killed them with SIGKILL) remove what dead
+/// processes left behind, as libfaketime's README asks.
+struct ShmSweep;
+
+impl Drop for ShmSweep {
+    fn drop(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("faketime_shm_")
+                .or_else(|| name.strip_prefix("sem.faketime_sem_"));
+            if let Some(pid) = pid.filter(|p| p.bytes().all(|b| b.is_ascii_digit())) {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}
+
 /// One process's faked wall clock: an offset from the real time, in a file libfaketime reads
 /// on every call.
 struct FakeClock {
@@ -356,9 +381,10 @@ fn single_member_expires_on_schedule_across_wall_clock_jumps() {
     if !faketime_usable() {
         return;
     }
+    let _sweep = ShmSweep;
     let dir = TempDir::new("clock-jump-single");
     let mut clock = FakeClock::new(dir.path(), "a");
-    let s = start_single("clock-jump-single-a", &clock);
+    let mut s = start_single("clock-jump-single-a", &clock);
     let port = s.client_port;
     wait_wall_offset(port, 0);
 
@@ -392,6 +418,7 @@ fn single_member_expires_on_schedule_across_wall_clock_jumps() {
     assert_on_schedule(port, "/jump/back", ttl, set_at, "~3 s after -2 days");
     watch.expect_expire(ttl, set_at, "after -2 days");
     assert_gone_on_schedule(&[port], "/jump/back", ttl, set_at, "after -2 days");
+    s.stop();
 }
 
 /// One member restarted after a jump resumes the cluster time: a key set before the jump
@@ -401,6 +428,7 @@ fn single_member_restart_after_a_jump_keeps_expiry_on_schedule() {
     if !faketime_usable() {
         return;
     }
+    let _sweep = ShmSweep;
     let dir = TempDir::new("clock-jump-restart");
     let mut clock = FakeClock::new(dir.path(), "a");
     let mut s = start_single("clock-jump-restart-a", &clock);
@@ -422,6 +450,7 @@ fn single_member_restart_after_a_jump_keeps_expiry_on_schedule() {
         assert_on_schedule(port, "/restart/k", ttl, set_at, what);
         assert_gone_on_schedule(&[port], "/restart/k", ttl, set_at, what);
     }
+    s.stop();
 }
 
 /// Three members: the leader's wall clock jumps forward by 2 days and a follower's back by 2;
@@ -434,6 +463,7 @@ fn cluster_expires_on_schedule_across_jumps_and_a_leader_change() {
     if !faketime_usable() {
         return;
     }
+    let _sweep = ShmSweep;
     let dir = TempDir::new("clock-jump-cluster");
     let mut clocks: Vec<FakeClock> = (0..3)
         .map(|i| FakeClock::new(dir.path(), &format!("m{i}")))
@@ -494,5 +524,7 @@ fn cluster_expires_on_schedule_across_jumps_and_a_leader_change() {
     }
     watch.expect_expire(ttl, set_at, "after the new leader's -2 days");
     assert_gone_on_schedule(&ports, key, ttl, set_at, "after the new leader's -2 days");
-    drop(c);
+    for m in &mut c.members {
+        m.stop();
+    }
 }
