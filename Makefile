@@ -69,6 +69,7 @@ unit-test: ## fmt check, clippy -D warnings, every test on this machine (integra
 	$(call need,etcd,run 'make setup' (Debian package etcd-server))
 	$(call need,etcdctl,run 'make setup' (Debian package etcd-client))
 	$(call need,curl,run 'make setup')
+	$(call need,faketime,run 'make setup' (Debian package faketime))
 	$(call need,python3,install python3)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
@@ -103,6 +104,7 @@ snap: ## the snap (SNAP_ARCH=amd64|armhf|arm64) packed from the static binary in
 
 packaging-test: snap check-systemd ## the snap's configure hook (stand-in snapctl) and daemon wrapper, the unit, make install
 	$(call need,curl,run 'make setup')
+	$(call need,faketime,run 'make setup' (Debian package faketime))
 	bash scripts/test-snap-hook.sh $(SNAP_BIN_amd64)
 	@d=$$(mktemp -d) && $(MAKE) --no-print-directory install DESTDIR=$$d PREFIX=/opt/pikv >/dev/null && \
 	test -x $$d/opt/pikv/bin/pikv && test -f $$d/etc/default/pikv && \

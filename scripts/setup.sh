@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pikv's tests need: etcd 3.4 (the reference server), etcdctl, python-etcd, wrk,
-# and the armv7 cross toolchain with qemu (cross/install-debian-toolchain.sh).
+# libfaketime (the clock-jump tests), and the armv7 cross toolchain with qemu
+# (cross/install-debian-toolchain.sh).
 # A no-op when everything is already there. Needs root (or sudo) on Debian/Ubuntu for apt.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 command -v snap >/dev/null 2>&1 || need_apt+=(snapd)
 command -v unsquashfs >/dev/null 2>&1 || need_apt+=(squashfs-tools)
 command -v file >/dev/null 2>&1 || need_apt+=(file)
+# tests/it/clock_jump.rs: libfaketime preloaded into pikv to jump its wall clock.
+command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)
 # `make check-systemd`: systemd-analyze verify (systemd need not be running).
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 
@@ -50,7 +53,7 @@ sh "$(dirname "$0")/../cross/install-debian-toolchain.sh"
 
 # Verify, naming whatever is still missing.
 missing=()
-for tool in etcd etcdctl curl wrk python3 cargo snap unsquashfs file systemd-analyze; do
+for tool in etcd etcdctl curl wrk python3 cargo snap unsquashfs file systemd-analyze faketime; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 python3 -c 'import etcd' >/dev/null 2>&1 || missing+=("python-etcd (pip)")

@@ -70,6 +70,9 @@ pub fn compaction_range(first: u64, applied: u64, snapshot_count: u64) -> Option
 pub struct Maintenance {
     /// Remove the log entries of this range (and with them their events).
     pub compact: Option<(u64, u64)>,
+    /// Record where the member's cluster clock stands, so that a restart resumes it (it
+    /// shares the meta database's pages with the hard state every batch rewrites anyway).
+    pub clock: Option<crate::util::clock::ClockAnchor>,
 }
 
 /// Writes `ready` as one transaction, with the housekeeping of `maint`. `state` is the
@@ -121,6 +124,9 @@ fn write_batch_txn<S: Storage>(
     let mut txn = storage.begin()?;
     if let Some((first, last)) = maint.compact {
         txn.compact_log(first, last)?;
+    }
+    if let Some(anchor) = &maint.clock {
+        V2Store::set_clock_anchor(&mut txn, anchor)?;
     }
     // Committed entries are applied first, so that an entry appended and applied in this
     // batch (always, on one member) is written once, with its events.

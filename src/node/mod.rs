@@ -131,17 +131,21 @@ pub fn start(
     if multi {
         raft.hasten_first_election();
     }
-    let (next_expiration, stored_clock) = {
+    let (next_expiration, stored_clock, anchor) = {
         let view = parts.storage.read()?;
-        (V2Store::next_expiration(&view)?, V2Store::clock(&view)?)
+        (
+            V2Store::next_expiration(&view)?,
+            V2Store::clock(&view)?,
+            V2Store::clock_anchor(&view)?,
+        )
     };
-    // A data dir whose log never fixed a cluster time starts from the wall clock; after
-    // that, from where the log left it (time the member was down is not counted).
-    let cluster = ClusterClock::starting_at(if stored_clock == 0 {
-        clock::now_unix_nanos()
-    } else {
-        stored_clock
-    });
+    let cluster = ClusterClock::resume(
+        stored_clock,
+        anchor,
+        clock::boot_id(),
+        clock::now_unix_nanos(),
+        clock::monotonic_nanos(),
+    );
     let status = Arc::new(Status::default());
     status
         .used_bytes
@@ -319,6 +323,7 @@ impl StorageThread {
         let last = self.state.applied;
         let maint = batch::Maintenance {
             compact: self.urgent_compaction(last),
+            clock: None,
         };
         let empty = Ready::default();
         match batch::write_batch(
@@ -359,8 +364,18 @@ impl StorageThread {
         let last = self.state.applied;
         let regular = batch::compaction_range(self.first_index, last, self.snapshot_count);
         let urgent = pressure.then(|| self.urgent_compaction(last)).flatten();
+        // The clock as the node thread last published it: its line (cluster time against
+        // the monotonic clock) is what a restart continues.
+        let clock = self
+            .status
+            .clock
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .map(|c| c.anchor_at(clock::boot_id(), clock::monotonic_nanos()));
         batch::Maintenance {
             compact: regular.or(urgent),
+            clock,
         }
     }
 }
@@ -584,6 +599,11 @@ impl Node {
     }
 
     fn handle(&mut self, input: Input) -> Result<bool, StorageError> {
+        // Heartbeats also go out between ticks (a ReadIndex round): they carry the clock as
+        // it is now, not as it was at the last tick.
+        if self.raft.role() == Role::Leader {
+            self.raft.set_clock(self.cluster.now());
+        }
         match input {
             Input::Propose { command, reply } => self.propose(command, reply),
             Input::ReadIndex { reply } => self.read_index(reply),
@@ -1023,8 +1043,10 @@ impl Node {
     }
 
     fn publish_status(&mut self) {
-        if self.raft.role() != Role::Leader {
-            self.cluster.observe(self.raft.leader_clock());
+        if self.raft.role() == Role::Leader {
+            self.cluster.fix();
+        } else {
+            self.cluster.follow(self.raft.leader_clock());
         }
         if let Ok(mut c) = self.status.clock.lock() {
             *c = Some(self.cluster);

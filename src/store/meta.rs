@@ -4,9 +4,11 @@
 use super::codec;
 use super::kv::{KvRead, KvWrite, Table};
 use crate::storage::StorageError;
+use crate::util::clock::ClockAnchor;
 
 const INDEX_KEY: &[u8] = b"etcd_index";
 const CLOCK_KEY: &[u8] = b"cluster_clock";
+const ANCHOR_KEY: &[u8] = b"cluster_clock_anchor";
 
 /// The highest cluster time a `Sync` entry carried (0 before any).
 pub fn clock<K: KvRead>(kv: &K) -> Result<u64, StorageError> {
@@ -21,6 +23,44 @@ pub fn advance_clock<K: KvWrite>(kv: &mut K, now: u64) -> Result<(), StorageErro
         kv.put(Table::StoreMeta, CLOCK_KEY, &now.to_be_bytes())?;
     }
     Ok(())
+}
+
+/// Where this member's cluster clock stood against its monotonic clock at its last batch
+/// (`None` before any).
+pub fn clock_anchor<K: KvRead>(kv: &K) -> Result<Option<ClockAnchor>, StorageError> {
+    let Some(bytes) = kv.get(Table::StoreMeta, ANCHOR_KEY)? else {
+        return Ok(None);
+    };
+    let corrupt = || {
+        StorageError::corrupt(
+            "decode cluster clock anchor",
+            format!("{} bytes, expected 33 ending in 0 or 1", bytes.len()),
+        )
+    };
+    let arr: [u8; 33] = bytes.as_slice().try_into().map_err(|_| corrupt())?;
+    let mut boot = [0u8; 16];
+    boot.copy_from_slice(&arr[..16]);
+    let fixed = match arr[32] {
+        0 => false,
+        1 => true,
+        _ => return Err(corrupt()),
+    };
+    Ok(Some(ClockAnchor {
+        boot: u128::from_be_bytes(boot),
+        cluster: codec::decode_u64("cluster clock anchor", &arr[16..24])?,
+        mono: codec::decode_u64("cluster clock anchor", &arr[24..32])?,
+        fixed,
+    }))
+}
+
+/// Records where this member's cluster clock stands (see [`clock_anchor`]).
+pub fn set_clock_anchor<K: KvWrite>(kv: &mut K, anchor: &ClockAnchor) -> Result<(), StorageError> {
+    let mut bytes = Vec::with_capacity(33);
+    bytes.extend_from_slice(&anchor.boot.to_be_bytes());
+    bytes.extend_from_slice(&anchor.cluster.to_be_bytes());
+    bytes.extend_from_slice(&anchor.mono.to_be_bytes());
+    bytes.push(u8::from(anchor.fixed));
+    kv.put(Table::StoreMeta, ANCHOR_KEY, &bytes)
 }
 
 /// The current etcd index (0 for a fresh store).
@@ -79,4 +119,31 @@ pub fn members<K: KvRead>(
         out.insert(u64::from_be_bytes(id), attrs);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::kv::MemKv;
+
+    #[test]
+    fn clock_anchors_round_trip_and_bad_ones_are_corrupt() {
+        let mut kv = MemKv::new();
+        assert_eq!(clock_anchor(&kv).unwrap(), None);
+        let a = ClockAnchor {
+            boot: u128::MAX - 5,
+            cluster: 1_700_000_000 * 1_000_000_000,
+            mono: 42,
+            fixed: true,
+        };
+        set_clock_anchor(&mut kv, &a).unwrap();
+        assert_eq!(clock_anchor(&kv).unwrap(), Some(a));
+        let b = ClockAnchor { fixed: false, ..a };
+        set_clock_anchor(&mut kv, &b).unwrap();
+        assert_eq!(clock_anchor(&kv).unwrap(), Some(b));
+        kv.put(Table::StoreMeta, ANCHOR_KEY, &[1, 2, 3]).unwrap();
+        assert!(clock_anchor(&kv).is_err());
+        kv.put(Table::StoreMeta, ANCHOR_KEY, &[2; 33]).unwrap();
+        assert!(clock_anchor(&kv).is_err(), "the flag byte is 0 or 1");
+    }
 }

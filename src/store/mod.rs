@@ -89,6 +89,22 @@ impl V2Store {
         meta::clock(kv)
     }
 
+    /// Where this member's cluster clock stood at its last batch (see
+    /// [`crate::util::clock::ClusterClock::resume`]).
+    pub fn clock_anchor<K: KvRead>(
+        kv: &K,
+    ) -> Result<Option<crate::util::clock::ClockAnchor>, StorageError> {
+        meta::clock_anchor(kv)
+    }
+
+    /// Records where this member's cluster clock stands, in the batch's transaction.
+    pub fn set_clock_anchor<K: KvWrite>(
+        kv: &mut K,
+        anchor: &crate::util::clock::ClockAnchor,
+    ) -> Result<(), StorageError> {
+        meta::set_clock_anchor(kv, anchor)
+    }
+
     /// What every member published about itself (`Command::Publish`), by member id.
     pub fn members<K: KvRead>(
         kv: &K,

@@ -13,6 +13,7 @@
 mod support;
 
 mod bad_input;
+mod clock_jump;
 mod cluster;
 mod cluster_clients;
 mod curl_tutorial;

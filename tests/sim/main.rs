@@ -10,11 +10,18 @@
 //! catch up, no acknowledged write may be lost, and each key's client history must be
 //! linearizable.
 //!
+//! Narrower scenarios run fewer seeds by default (300 per cluster size): a slow disk (one
+//! member's fsyncs stall 500 ms to 1 s, nothing else fails, and nobody may campaign after
+//! the first leader), and bad clocks (wall clocks jump by days while the cluster time that
+//! leaders carry in heartbeats must neither go back nor jump).
+//!
 //! Controls:
-//! - `PIKV_SIM_SEEDS=N` (or `A..B`): how many seeds each cluster size runs (default 1000);
+//! - `PIKV_SIM_SEEDS=N` (or `A..B`): how many seeds each cluster size runs (default 1000,
+//!   300 for the narrower scenarios);
 //! - `PIKV_SIM_SEED=S`: run only seed S, printing its trace's tail on failure;
 //! - `PIKV_SIM_TRACE=1`: print every event of the run (use with `PIKV_SIM_SEED`).
 
+mod clocks;
 mod invariants;
 mod linearizability;
 mod network;
@@ -27,7 +34,10 @@ use world::{Options, Stats, World};
 
 const DEFAULT_SEEDS: u64 = 1000;
 
-fn seeds() -> Range<u64> {
+/// Seeds of the narrower scenarios (slow disk, clock jumps) by default.
+const SCENARIO_SEEDS: u64 = 300;
+
+fn seeds(default: u64) -> Range<u64> {
     if let Ok(s) = std::env::var("PIKV_SIM_SEED") {
         let seed: u64 = s.trim().parse().expect("PIKV_SIM_SEED must be a number");
         return seed..seed + 1;
@@ -39,7 +49,7 @@ fn seeds() -> Range<u64> {
             }
             None => 0..s.trim().parse().expect("PIKV_SIM_SEEDS must be a number"),
         },
-        Err(_) => 0..DEFAULT_SEEDS,
+        Err(_) => 0..default,
     }
 }
 
@@ -76,13 +86,24 @@ fn run_seed(seed: u64, opts: Options) -> RunResult {
 }
 
 fn run_cluster_size(members: usize, test: &str) {
+    run_scenario(members, test, DEFAULT_SEEDS, Options::swarm);
+}
+
+/// Runs the seeds of one scenario (`options` makes each seed's options) and fails with
+/// every failing seed's trace.
+fn run_scenario(
+    members: usize,
+    test: &str,
+    default_seeds: u64,
+    options: fn(u64, usize) -> Options,
+) -> Stats {
     let started = Instant::now();
-    let range = seeds();
+    let range = seeds(default_seeds);
     let mut total = Stats::default();
     let mut failures = Vec::new();
     let mut slowest = (0.0f64, 0u64);
     for seed in range.clone() {
-        let opts = Options::swarm(seed, members);
+        let opts = options(seed, members);
         let one = Instant::now();
         let r = run_seed(seed, opts.clone());
         let took = one.elapsed().as_secs_f64();
@@ -108,11 +129,16 @@ fn run_cluster_size(members: usize, test: &str) {
         total.virtual_ms += s.virtual_ms;
         total.overwrites += s.overwrites;
         total.elections += s.elections;
+        total.stalls += s.stalls;
+        total.leader_stalls += s.leader_stalls;
+        total.clock_lag_max_ms = total.clock_lag_max_ms.max(s.clock_lag_max_ms);
+        total.wall_jumps += s.wall_jumps;
     }
     eprintln!(
-        "sim: {members} members, seeds {range:?}: {} failed, {:.2} s wall (slowest seed {} {:.3} s), {} s virtual; \
+        "sim: {test}: {members} members, seeds {range:?}: {} failed, {:.2} s wall (slowest seed {} {:.3} s), {} s virtual; \
          {} writes acknowledged, {} unknown, {} reads, {} entries committed, {} messages, \
-         {} crashes, {} failed fsyncs, {} transfers, {} elections, {} log overwrites",
+         {} crashes, {} failed fsyncs, {} transfers, {} elections, {} log overwrites, \
+         {} stalled fsyncs ({} on a leader), {} wall-clock jumps, cluster time at most {} ms behind",
         failures.len(),
         started.elapsed().as_secs_f64(),
         slowest.1,
@@ -128,8 +154,13 @@ fn run_cluster_size(members: usize, test: &str) {
         total.transfers,
         total.elections,
         total.overwrites,
+        total.stalls,
+        total.leader_stalls,
+        total.wall_jumps,
+        total.clock_lag_max_ms,
     );
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
+    total
 }
 
 #[test]
@@ -140,6 +171,102 @@ fn three_member_clusters() {
 #[test]
 fn five_member_clusters() {
     run_cluster_size(5, "five_member_clusters");
+}
+
+/// Requirement 6, slow disks: one member's fsyncs stall for 500 ms to 1 s (the leader's in
+/// half the seeds), nothing else goes wrong, and nobody campaigns after the first leader is
+/// established — the leader keeps heartbeating while its Ready is being persisted, and a
+/// slow follower keeps answering heartbeats. Every seed also passes all the usual checks
+/// (safety, convergence, linearizability).
+#[test]
+fn slow_disk_causes_no_election() {
+    for members in [3, 5] {
+        let total = run_scenario(
+            members,
+            "slow_disk_causes_no_election",
+            SCENARIO_SEEDS,
+            Options::slow_disk,
+        );
+        // Each seed had its first election and no other.
+        assert_eq!(total.elections, seeds(SCENARIO_SEEDS).count() as u64);
+        assert!(
+            total.leader_stalls > 0 && total.stalls > total.leader_stalls,
+            "the stalls must hit leaders and followers: {} stalls, {} on a leader",
+            total.stalls,
+            total.leader_stalls
+        );
+    }
+}
+
+/// Requirement 6, bad clocks: wall clocks jump by days while leaders change and members
+/// restart; the cluster time the driver keeps with pikv's `ClusterClock`, and that leaders
+/// carry in heartbeats, never goes back and advances with virtual time (see `clocks.rs`).
+#[test]
+fn wall_clock_jumps_move_no_cluster_time() {
+    for members in [3, 5] {
+        let total = run_scenario(
+            members,
+            "wall_clock_jumps_move_no_cluster_time",
+            SCENARIO_SEEDS,
+            Options::clock_jumps,
+        );
+        assert!(total.wall_jumps > 0 && total.crashes > 0 && total.transfers > 0);
+    }
+}
+
+/// A known limitation, run on demand (`--ignored`): a fresh cluster whose wall clocks are
+/// days apart when it first forms. A fresh member's cluster clock is its wall clock,
+/// provisionally: it takes the first leader's clock when it hears it. But a second member
+/// that leads before any of the first leader's heartbeats reached it (a quick transfer, a
+/// crash, lost messages) fixes its own provisional clock, and the cluster then has two
+/// times days apart; fixed clocks only move forward, so the later one wins when its member
+/// leads — a jump of days. Closing it needs the cluster time in the first messages of a
+/// term (appends or votes), not only in heartbeats.
+#[test]
+#[ignore = "known limitation: clocks days apart when a fresh cluster forms"]
+fn fresh_clusters_with_wall_clocks_days_apart() {
+    fn options(seed: u64, members: usize) -> Options {
+        let mut opts = Options::clock_jumps(seed, members);
+        if let Some(ck) = opts.clock.as_mut() {
+            ck.start_offset_days = 3;
+            ck.jumps_before_formed = true;
+        }
+        opts
+    }
+    run_scenario(
+        3,
+        "fresh_clusters_with_wall_clocks_days_apart",
+        SCENARIO_SEEDS,
+        options,
+    );
+}
+
+/// The election check must be able to fail: a driver that waits on its stalled fsync (no
+/// ticks, nothing sent meanwhile, as a node thread blocked on the disk) lets followers time
+/// out, and some seed must catch the election that follows.
+#[test]
+fn a_driver_that_waits_on_fsync_is_caught() {
+    let mut caught = Vec::new();
+    for seed in 0..100 {
+        let mut opts = Options::slow_disk(seed, 3);
+        if let Some(slow) = opts.slow_disk.as_mut() {
+            slow.blocking_driver = true;
+            slow.on_leader = true;
+        }
+        if let Err(v @ Violation::Election { .. }) = run_seed(seed, opts).outcome {
+            caught.push((seed, v));
+            if caught.len() >= 3 {
+                break;
+            }
+        }
+    }
+    assert!(
+        !caught.is_empty(),
+        "no seed caught a leader that stops heartbeating during its fsync"
+    );
+    for (seed, v) in &caught {
+        eprintln!("sim: blocking driver caught by seed {seed}: {v}");
+    }
 }
 
 /// A seed is a complete description of a run: the same seed, the same trace.

@@ -9,13 +9,15 @@
 //! throws away the core and any write not yet complete; a restart builds a new core from the
 //! disk alone. So a member keeps exactly what it had reported durable.
 
+use crate::clocks::{self, ClockOptions, MemberClock, DAY, NS_PER_MS};
 use crate::invariants::{Checker, Violation};
 use crate::linearizability::OpKind;
 use crate::network::{NetOptions, Network};
 use pikv::raft::{
-    Config, Entry, HardState, InitialState, Message, NodeId, Payload, Persisted, Prng, Raft, Ready,
-    Role,
+    Config, Entry, HardState, InitialState, Message, MessageBody, NodeId, Payload, Persisted, Prng,
+    Raft, Ready, Role,
 };
+use pikv::util::clock::{ClockAnchor, ClusterClock};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -71,6 +73,34 @@ pub struct Options {
     /// A disk that acknowledges the vote but forgets it on a crash: the simulator must catch
     /// the consequences (used only to prove the checkers work).
     pub lying_disk: bool,
+    /// One member's disk stalls (see [`SlowDisk`]).
+    pub slow_disk: Option<SlowDisk>,
+    /// Wall clocks that jump and the cluster time the driver keeps (see `clocks.rs`).
+    pub clock: Option<ClockOptions>,
+    /// Once a first leader is established nobody may campaign again: no member may become
+    /// a pre-candidate or a candidate, and no term may start (a run without faults that could
+    /// justify an election).
+    pub no_elections: bool,
+}
+
+/// A member whose fsyncs stall, as an SD card's do: a write on it takes
+/// `stall_min_ms..=stall_max_ms` now and then (`stall_per_mille` of its writes), the usual
+/// latency otherwise. The member is picked when the first leader is established: that
+/// leader itself when `on_leader`, else one of its followers.
+#[derive(Debug, Clone)]
+pub struct SlowDisk {
+    /// See the type's docs.
+    pub stall_min_ms: u64,
+    /// See the type's docs.
+    pub stall_max_ms: u64,
+    /// See the type's docs.
+    pub stall_per_mille: u64,
+    /// See the type's docs.
+    pub on_leader: bool,
+    /// The driver waits on the stalled fsync, as a node thread that blocks on its disk
+    /// would: the member neither ticks nor sends while its write is in flight (used only to
+    /// prove that the election check can fail).
+    pub blocking_driver: bool,
 }
 
 impl Options {
@@ -109,6 +139,111 @@ impl Options {
             fault_ms: 3000,
             heal_budget_ms: 8000,
             lying_disk: false,
+            slow_disk: None,
+            clock: None,
+            no_elections: false,
+        }
+    }
+
+    /// Requirement 6, bad clocks: wall clocks jump by days, leaders change (transfers,
+    /// crashes, partitions) and members restart, over a network with some loss; the cluster
+    /// time must neither go back nor jump (see `clocks.rs`).
+    pub fn clock_jumps(seed: u64, members: usize) -> Options {
+        let mut p = Prng::new(seed ^ 0xC10C_7155);
+        let mut pick = |choices: &[u64]| choices[p.below(choices.len() as u64) as usize];
+        let delay_max_ms = pick(&[3, 10]);
+        Options {
+            members,
+            tick_ms: pick(&[10, 100]),
+            election_ticks: 10,
+            heartbeat_ticks: pick(&[1, 2]) as u32,
+            max_inflight_msgs: 256,
+            max_entries_per_msg: 64,
+            net: NetOptions {
+                loss_per_mille: pick(&[0, 10, 50]),
+                delay_max_ms,
+                ..NetOptions::calm()
+            },
+            fsync_max_ms: pick(&[0, 5, 20]),
+            fsync_slow_per_mille: 0,
+            fsync_slow_ms: 0,
+            persist_fail_per_mille: 0,
+            crash_every_ms: pick(&[0, 300, 1000]),
+            down_max_ms: pick(&[50, 400]),
+            partition_every_ms: pick(&[0, 600]),
+            transfer_every_ms: pick(&[0, 300]),
+            clients: 2,
+            keys: 2,
+            op_gap_max_ms: 30,
+            op_timeout_ms: 1000,
+            fault_ms: 3000,
+            heal_budget_ms: 8000,
+            lying_disk: false,
+            slow_disk: None,
+            clock: Some(ClockOptions {
+                jump_every_ms: pick(&[100, 500]),
+                sync_every_ms: pick(&[0, 100, 1000]),
+                start_skew_ms: pick(&[0, 20]),
+                start_offset_days: 0,
+                jumps_before_formed: false,
+                // Each leader change may lose up to one message delay (the new leader's
+                // clock is the last heartbeat it heard plus the time since), well within
+                // this over a run; a wall-clock jump would be days.
+                behind_tolerance_ms: 1000,
+                net_delay_max_ms: delay_max_ms,
+            }),
+            no_elections: false,
+        }
+    }
+
+    /// A healthy cluster but for one member's disk, whose fsyncs stall for 500 ms to 1 s
+    /// (the leader's in some seeds, a follower's in the others): nothing else goes wrong, so
+    /// no election may happen once the first leader is established. The timing is pikv's
+    /// default (100 ms ticks, heartbeat 1 tick, election timeout 10 ticks) in some seeds and
+    /// ten times faster in others, where every stall lasts 5 to 10 election timeouts.
+    pub fn slow_disk(seed: u64, members: usize) -> Options {
+        let mut p = Prng::new(seed ^ 0x510_D15C);
+        let mut pick = |choices: &[u64]| choices[p.below(choices.len() as u64) as usize];
+        let on_leader = pick(&[0, 1]) == 1;
+        Options {
+            members,
+            tick_ms: pick(&[10, 100]),
+            election_ticks: 10,
+            heartbeat_ticks: pick(&[1, 1, 2, 3]) as u32,
+            max_inflight_msgs: pick(&[1, 4, 256]) as usize,
+            max_entries_per_msg: pick(&[1, 16, 64]) as usize,
+            net: NetOptions {
+                delay_max_ms: pick(&[2, 5, 10]),
+                ..NetOptions::calm()
+            },
+            fsync_max_ms: pick(&[0, 2, 10]),
+            fsync_slow_per_mille: 0,
+            fsync_slow_ms: 0,
+            persist_fail_per_mille: 0,
+            crash_every_ms: 0,
+            down_max_ms: 0,
+            partition_every_ms: 0,
+            transfer_every_ms: 0,
+            clients: pick(&[2, 5]) as usize,
+            keys: pick(&[1, 3]) as u8,
+            op_gap_max_ms: pick(&[5, 50]),
+            // A write waits for the slow disk when it went to the slow leader: a client
+            // that gave up would only blur the history.
+            op_timeout_ms: 5000,
+            fault_ms: 5000,
+            // A follower whose every write stalls, fed one entry per message with few in
+            // flight, falls far behind under load and catches up a few entries per stall.
+            heal_budget_ms: 60_000,
+            lying_disk: false,
+            slow_disk: Some(SlowDisk {
+                stall_min_ms: 500,
+                stall_max_ms: 1000,
+                stall_per_mille: pick(&[250, 500, 1000]),
+                on_leader,
+                blocking_driver: false,
+            }),
+            clock: None,
+            no_elections: true,
         }
     }
 }
@@ -116,6 +251,11 @@ impl Options {
 /// What a member keeps across crashes.
 #[derive(Debug, Clone, Default)]
 struct Disk {
+    /// The highest cluster time a `Sync` entry applied here carried (the store's record).
+    cluster_clock: u64,
+    /// Where the member's cluster clock stood at its last write (the storage thread records
+    /// it with every batch).
+    clock_anchor: Option<ClockAnchor>,
     hard_state: HardState,
     /// Entries 1..=len.
     log: Vec<Entry>,
@@ -143,6 +283,10 @@ struct Member {
     seen_term: u64,
     seen_commit: u64,
     seen_role: Option<Role>,
+    /// Has followed (or been) the first leader: a campaign from here on needs a reason.
+    settled: bool,
+    /// Its clocks and the driver's cluster clock.
+    clock: MemberClock,
 }
 
 /// What happened to a client operation.
@@ -221,6 +365,13 @@ pub enum Event {
     Transfer {
         from: NodeId,
         to: NodeId,
+    },
+    SlowDisk {
+        member: NodeId,
+    },
+    WallClock {
+        member: NodeId,
+        offset: i64,
     },
     Done {
         client: usize,
@@ -304,6 +455,15 @@ pub struct Stats {
     pub overwrites: u64,
     /// Terms that had a leader.
     pub elections: u64,
+    /// Writes on a slow disk that stalled (500 ms and more), and those of them that stalled
+    /// while the member led.
+    pub stalls: u64,
+    /// See `stalls`.
+    pub leader_stalls: u64,
+    /// How far behind the true cluster time a member's cluster time fell at most.
+    pub clock_lag_max_ms: u64,
+    /// Wall-clock jumps (by days).
+    pub wall_jumps: u64,
 }
 
 fn encode_op(op_id: u64, key: u8) -> Vec<u8> {
@@ -343,6 +503,12 @@ pub struct World {
     faults: bool,
     next_op: u64,
     next_ctx: u64,
+    /// The term of the first leader seen.
+    first_leader_term: Option<u64>,
+    /// The member whose disk stalls (`Options::slow_disk`), once picked.
+    slow_member: Option<usize>,
+    /// The true cluster time at virtual time 0 (see `true_cluster_time`).
+    cluster_origin: Option<u64>,
     /// Counts for the report.
     pub stats: Stats,
 }
@@ -365,6 +531,17 @@ impl World {
                 seen_term: 0,
                 seen_commit: 0,
                 seen_role: None,
+                settled: false,
+                clock: MemberClock {
+                    boot: u128::from(*id),
+                    mono_origin: 0,
+                    wall_offset: 0,
+                    cluster: None,
+                    seen_cluster: 0,
+                    seen_leader_clock: 0,
+                    ever_fixed: false,
+                    restarted: false,
+                },
             })
             .collect();
         let clients = (0..opts.clients)
@@ -378,7 +555,7 @@ impl World {
                 next_at: 0,
             })
             .collect();
-        World {
+        let mut world = World {
             net: Network::new(opts.net.clone()),
             opts,
             seed,
@@ -394,8 +571,188 @@ impl World {
             faults: true,
             next_op: 1,
             next_ctx: 1,
+            first_leader_term: None,
+            slow_member: None,
+            cluster_origin: None,
             stats: Stats::default(),
+        };
+        if let Some(ck) = world.opts.clock.clone() {
+            for m in &mut world.members {
+                // Booted at different times (up to ~11 days ago), wall clocks within the skew.
+                m.clock.mono_origin = world.prng.between(1, 1_000_000) * 1_000_000_000;
+                m.clock.boot = u128::from(world.prng.between(1, u64::MAX));
+                let skew =
+                    world.prng.between(0, 2 * ck.start_skew_ms) as i64 - ck.start_skew_ms as i64;
+                m.clock.wall_offset = skew * NS_PER_MS as i64;
+            }
+            let n = world.members.len() as u64;
+            let odd = world.prng.below(n) as usize;
+            world.members[odd].clock.wall_offset += ck.start_offset_days * DAY as i64;
         }
+        world
+    }
+
+    /// The true cluster time at the current virtual time, once a clock was fixed: the first
+    /// fixed clock's, advancing with virtual time.
+    fn true_cluster_time(&self) -> Option<u64> {
+        self.cluster_origin.map(|o| o + self.now * NS_PER_MS)
+    }
+
+    /// The node thread's `set_clock` before a tick or any input: a leader's heartbeats carry
+    /// its clock as it is.
+    fn set_leader_clock(&mut self, i: usize) {
+        let mono = self.members[i].clock.mono(self.now);
+        let m = &mut self.members[i];
+        if let (Some(raft), Some(cluster)) = (m.raft.as_mut(), &m.clock.cluster) {
+            if raft.role() == Role::Leader {
+                raft.set_clock(cluster.now_at(mono));
+            }
+        }
+    }
+
+    /// Clock faults and the leader's `Sync` proposals, every virtual millisecond.
+    fn clocks_step(&mut self) -> Result<(), Violation> {
+        let Some(ck) = self.opts.clock.clone() else {
+            return Ok(());
+        };
+        // Wall clocks jump once the cluster has formed: every member has taken a leader's
+        // time (or led). Before that a wall clock is only a provisional guess (see
+        // `ClusterClock`), and clocks days apart when a cluster first forms are a scenario
+        // of their own (`fresh_clusters_with_wall_clocks_days_apart`).
+        let formed = ck.jumps_before_formed || self.members.iter().all(|m| m.clock.ever_fixed);
+        for i in 0..self.members.len() {
+            if formed && self.prng.chance(1, ck.jump_every_ms.max(1)) {
+                let days = self.prng.between(1, 3) as i64;
+                let sign = if self.prng.chance(1, 2) { 1 } else { -1 };
+                let m = &mut self.members[i];
+                m.clock.wall_offset = m
+                    .clock
+                    .wall_offset
+                    .saturating_add(sign * days * DAY as i64)
+                    .clamp(-10 * DAY as i64, 10 * DAY as i64);
+                let (id, offset) = (m.id, m.clock.wall_offset);
+                self.stats.wall_jumps += 1;
+                self.trace
+                    .push(self.now, Event::WallClock { member: id, offset });
+            }
+        }
+        if ck.sync_every_ms > 0 && self.prng.chance(1, ck.sync_every_ms) {
+            if let Some(i) = self.leader() {
+                let mono = self.members[i].clock.mono(self.now);
+                let m = &mut self.members[i];
+                if let (Some(raft), Some(cluster)) = (m.raft.as_mut(), m.clock.cluster.as_ref()) {
+                    let _ = raft.propose(clocks::encode_sync(cluster.now_at(mono)));
+                }
+                self.pump(i)?;
+                self.after_event(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The clock checks for member `i` (see `clocks.rs`), after the driver's follower step:
+    /// a member that does not lead observes the leader's clock (src/node/mod.rs
+    /// `publish_status`).
+    fn check_clock(&mut self, i: usize) -> Result<(), Violation> {
+        let Some(ck) = self.opts.clock.as_ref() else {
+            return Ok(());
+        };
+        // Fresh members' clocks are provisional until one leads (then they all take its
+        // time), so two leaders that fixed their own clocks before hearing each other may
+        // be up to twice the start-up skew apart.
+        let ahead_ok = 2 * ck.start_skew_ms * NS_PER_MS + NS_PER_MS;
+        let behind_ok = ck.behind_tolerance_ms * NS_PER_MS;
+        let now_ms = self.now;
+        let m = &mut self.members[i];
+        let mono = m.clock.mono(now_ms);
+        let (Some(raft), Some(cluster)) = (m.raft.as_ref(), m.clock.cluster.as_mut()) else {
+            return Ok(());
+        };
+        let bad = |detail: String| Violation::Clock {
+            member: m.id,
+            detail,
+        };
+        // The node's publish_status: a leader's clock is the cluster's, a follower takes
+        // the leader's.
+        let leader_clock = raft.leader_clock();
+        if raft.role() == Role::Leader {
+            cluster.fix();
+        } else {
+            cluster.follow_at(leader_clock, mono);
+        }
+        if leader_clock < m.clock.seen_leader_clock {
+            return Err(bad(format!(
+                "leader_clock() went back from {} to {leader_clock}",
+                m.clock.seen_leader_clock
+            )));
+        }
+        m.clock.seen_leader_clock = leader_clock;
+        if !cluster.is_fixed() {
+            return Ok(());
+        }
+        m.clock.ever_fixed = true;
+        let now = cluster.now_at(mono);
+        // A restart resumes the line its last batch recorded: a catch-up with a leader's
+        // clock after that batch (within the start-up skew and a message delay, once the
+        // cluster formed) is not on disk.
+        let restart_slack = if std::mem::take(&mut m.clock.restarted) {
+            ahead_ok + ck.net_delay_max_ms * NS_PER_MS
+        } else {
+            0
+        };
+        if now + restart_slack < m.clock.seen_cluster {
+            return Err(bad(format!(
+                "cluster time went back by {} ms (from {} to {now})",
+                (m.clock.seen_cluster - now) / NS_PER_MS,
+                m.clock.seen_cluster
+            )));
+        }
+        m.clock.seen_cluster = m.clock.seen_cluster.max(now);
+        // The first fixed clock defines the true cluster time: it advances with virtual time.
+        let origin = *self
+            .cluster_origin
+            .get_or_insert(now.saturating_sub(now_ms * NS_PER_MS));
+        let truth = origin + now_ms * NS_PER_MS;
+        // A heard leader clock is a past reading (it may be old after a partition): it may
+        // only never be ahead. The member's own cluster time runs on, and must be near.
+        let ahead = |t: u64| t > truth + ahead_ok;
+        if ahead(leader_clock) || ahead(now) || now + behind_ok < truth {
+            let off = |t: u64| (t as i128 - truth as i128) / NS_PER_MS as i128;
+            return Err(Violation::Clock {
+                member: self.members[i].id,
+                detail: format!(
+                    "cluster time is {} ms off the true cluster time, leader_clock() {} ms (wall clock offset {} ms)",
+                    off(now),
+                    off(leader_clock),
+                    self.members[i].clock.wall_offset / NS_PER_MS as i64
+                ),
+            });
+        }
+        let lag = truth.saturating_sub(now) / NS_PER_MS;
+        self.stats.clock_lag_max_ms = self.stats.clock_lag_max_ms.max(lag);
+        Ok(())
+    }
+
+    /// A heartbeat's clock may be stale (a new leader's before its first tick: followers keep
+    /// the highest they heard), but never ahead of the true cluster time.
+    fn check_heartbeat_clock(&self, m: &Message) -> Result<(), Violation> {
+        let (Some(ck), MessageBody::Heartbeat { clock, .. }) = (&self.opts.clock, &m.body) else {
+            return Ok(());
+        };
+        let ahead_ok = 2 * ck.start_skew_ms * NS_PER_MS + NS_PER_MS;
+        let Some(truth) = self.true_cluster_time() else {
+            return Ok(());
+        };
+        if *clock > truth + ahead_ok {
+            return Err(Violation::Clock {
+                member: m.from,
+                detail: format!(
+                    "sent a heartbeat with a clock {} ms ahead of the true cluster time",
+                    (*clock - truth) / NS_PER_MS
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Runs the faulty phase, heals, waits for convergence and checks the end state.
@@ -444,10 +801,11 @@ impl World {
                 self.pump(i)?;
                 self.after_event(i)?;
             }
-            if self.members[i].next_tick_at <= self.now {
+            if self.members[i].next_tick_at <= self.now && !self.driver_blocked(i) {
                 self.members[i].next_tick_at = self.now + self.opts.tick_ms;
                 let id = self.members[i].id;
                 self.trace.push(self.now, Event::Tick(id));
+                self.set_leader_clock(i);
                 if let Some(raft) = self.members[i].raft.as_mut() {
                     raft.tick();
                 }
@@ -459,6 +817,7 @@ impl World {
             self.deliver(m)?;
         }
         self.clients_step()?;
+        self.clocks_step()?;
         if self.faults {
             self.faults_step()?;
         }
@@ -479,6 +838,11 @@ impl World {
                 kind: m.body.kind(),
             },
         );
+        self.check_heartbeat_clock(&m)?;
+        if i >= self.members.len() {
+            return Ok(());
+        }
+        self.set_leader_clock(i);
         let Some(raft) = self.members.get_mut(i).and_then(|mb| mb.raft.as_mut()) else {
             return Ok(());
         };
@@ -487,10 +851,23 @@ impl World {
         self.after_event(i)
     }
 
+    /// A blocking driver waits for member `i`'s write (see [`SlowDisk::blocking_driver`]).
+    fn driver_blocked(&self, i: usize) -> bool {
+        self.members[i].write.is_some()
+            && self
+                .opts
+                .slow_disk
+                .as_ref()
+                .is_some_and(|s| s.blocking_driver)
+    }
+
     /// The driver: send what may go, hand out the next Ready, persist it (now or later).
     fn pump(&mut self, i: usize) -> Result<(), Violation> {
         loop {
             let busy = self.members[i].write.is_some();
+            if self.driver_blocked(i) {
+                return Ok(());
+            }
             let Some(raft) = self.members[i].raft.as_mut() else {
                 return Ok(());
             };
@@ -533,7 +910,7 @@ impl World {
                 }
                 continue;
             }
-            let latency = self.fsync_latency();
+            let latency = self.fsync_latency(i);
             self.members[i].write = Some(Write {
                 ready: rd,
                 done_at: self.now + latency,
@@ -545,7 +922,20 @@ impl World {
         }
     }
 
-    fn fsync_latency(&mut self) -> u64 {
+    fn fsync_latency(&mut self, i: usize) -> u64 {
+        if let Some(slow) = &self.opts.slow_disk {
+            if self.slow_member == Some(i) && self.prng.chance(slow.stall_per_mille, 1000) {
+                self.stats.stalls += 1;
+                let leads = self.members[i]
+                    .raft
+                    .as_ref()
+                    .is_some_and(|r| r.role() == Role::Leader);
+                if leads {
+                    self.stats.leader_stalls += 1;
+                }
+                return self.prng.between(slow.stall_min_ms, slow.stall_max_ms);
+            }
+        }
         if self.prng.chance(self.opts.fsync_slow_per_mille, 1000) {
             return self.prng.between(1, self.opts.fsync_slow_ms);
         }
@@ -583,7 +973,12 @@ impl World {
             },
         );
         let bad = |detail: String| Violation::Member { member: id, detail };
-        let disk = &mut self.members[i].disk;
+        let mono = self.members[i].clock.mono(self.now);
+        let m = &mut self.members[i];
+        if let Some(c) = &m.clock.cluster {
+            m.disk.clock_anchor = Some(c.anchor_at(m.clock.boot, mono));
+        }
+        let disk = &mut m.disk;
         if let Some(hs) = ready.hard_state {
             let old = disk.hard_state;
             if hs.term < old.term {
@@ -654,11 +1049,20 @@ impl World {
                 disk.kv.insert(key, op);
                 self.op_index.entry(op).or_insert(e.index);
             }
+            if let Some(t) = e.payload.command().and_then(clocks::decode_sync) {
+                disk.cluster_clock = disk.cluster_clock.max(t);
+            }
             disk.applied = e.index;
         }
         let p = self.persisted(i);
         if let Some(raft) = self.members[i].raft.as_mut() {
             raft.advance(p);
+        }
+        // The node's on_persisted: the cluster time the store recorded.
+        let mono = self.members[i].clock.mono(self.now);
+        let m = &mut self.members[i];
+        if let Some(cluster) = m.clock.cluster.as_mut() {
+            cluster.observe_at(m.disk.cluster_clock, mono);
         }
         Ok(())
     }
@@ -699,11 +1103,63 @@ impl World {
                 },
             );
         }
+        let prev_role = m.seen_role;
         m.seen_term = raft.term();
         m.seen_commit = raft.commit_index();
         m.seen_role = Some(raft.role());
         self.checker.election_safety(raft)?;
-        self.checker.leader_completeness(raft)
+        self.checker.leader_completeness(raft)?;
+        self.watch_elections(i, prev_role)?;
+        self.check_clock(i)
+    }
+
+    /// Notes the first leader (and picks the slow disk then); with `no_elections`, any
+    /// campaign started after it, and any newer term, is a violation.
+    fn watch_elections(&mut self, i: usize, prev_role: Option<Role>) -> Result<(), Violation> {
+        let Some(raft) = self.members[i].raft.as_ref() else {
+            return Ok(());
+        };
+        let (id, role, term) = (raft.id(), raft.role(), raft.term());
+        let Some(first) = self.first_leader_term else {
+            if role == Role::Leader {
+                self.first_leader_term = Some(term);
+                if let Some(slow) = &self.opts.slow_disk {
+                    let n = self.members.len() as u64;
+                    let pick = if slow.on_leader {
+                        i
+                    } else {
+                        (i + 1 + self.prng.below(n - 1) as usize) % self.members.len()
+                    };
+                    self.slow_member = Some(pick);
+                    self.trace.push(
+                        self.now,
+                        Event::SlowDisk {
+                            member: self.members[pick].id,
+                        },
+                    );
+                }
+            }
+            return Ok(());
+        };
+        // A member that has not heard of the first leader yet may still time out on the
+        // first election (its vote request was in flight): only campaigns of members that
+        // followed the first leader, and newer terms, count.
+        let campaigning = |r: Option<Role>| matches!(r, Some(Role::PreCandidate | Role::Candidate));
+        let campaign_started = campaigning(Some(role)) && !campaigning(prev_role);
+        let settled = self.members[i].settled;
+        if term >= first && raft.leader().is_some() {
+            self.members[i].settled = true;
+        }
+        if self.opts.no_elections && (term > first || (settled && campaign_started)) {
+            return Err(Violation::Election {
+                member: id,
+                detail: format!(
+                    "{role:?} in term {term} after the first leader of term {first} was established, with no fault but a slow disk on member {}",
+                    self.slow_member.map_or(0, |s| self.members[s].id)
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The O(log) checks, every 250 virtual ms: whole logs, and that what the core calls
@@ -750,6 +1206,8 @@ impl World {
         m.seen_term = 0;
         m.seen_commit = 0;
         m.seen_role = None;
+        m.clock.cluster = None;
+        m.clock.seen_leader_clock = 0;
         for c in 0..self.clients.len() {
             if self.clients[c].member == i {
                 self.give_up(c);
@@ -792,6 +1250,15 @@ impl World {
             });
         }
         m.raft = Some(raft);
+        // The node's start: the cluster clock resumes from what the store recorded.
+        m.clock.cluster = Some(ClusterClock::resume(
+            m.disk.cluster_clock,
+            m.disk.clock_anchor,
+            m.clock.boot,
+            m.clock.wall(self.now),
+            m.clock.mono(self.now),
+        ));
+        m.clock.restarted = true;
         m.next_tick_at = self.now + self.prng.between(1, self.opts.tick_ms);
         let id = m.id;
         self.trace.push(self.now, Event::Restart(id));
@@ -884,6 +1351,7 @@ impl World {
                 _ => self.prng.below(self.members.len() as u64) as usize,
             };
             let id = self.members[i].id;
+            self.set_leader_clock(i);
             let Some(raft) = self.members[i].raft.as_mut() else {
                 self.clients[c].leader_hint = None;
                 continue;

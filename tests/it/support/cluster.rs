@@ -16,10 +16,22 @@ impl Cluster {
     /// Starts `n` members with `extra` flags and waits until every one is ready (has a
     /// leader and answers `/health`).
     pub fn start(kind: Kind, n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_configured(kind, n, extra, |_| {})
+    }
+
+    /// Like `start`, with `configure` called on every member before it is spawned (e.g. to
+    /// set its `extra_env`, which every later start of that member keeps).
+    pub fn start_configured(
+        kind: Kind,
+        n: usize,
+        extra: &[&str],
+        configure: impl Fn(&mut Server),
+    ) -> Cluster {
         let mut last = String::new();
         for _attempt in 0..3 {
             let mut c = Cluster::prepare(kind, n, extra);
             for m in &mut c.members {
+                configure(m);
                 m.spawn_now();
             }
             match c.try_wait_all_ready() {

@@ -89,6 +89,10 @@ pub enum Violation {
     NotLinearizable { key: u8, detail: String },
     /// The core panicked.
     Panic { detail: String },
+    /// A member campaigned in a run where nothing justified an election.
+    Election { member: NodeId, detail: String },
+    /// Cluster time went back or jumped (requirement 6, bad clocks).
+    Clock { member: NodeId, detail: String },
 }
 
 impl fmt::Display for Violation {
@@ -139,6 +143,10 @@ impl fmt::Display for Violation {
                 write!(f, "key {key} not linearizable: {detail}")
             }
             Violation::Panic { detail } => write!(f, "panic: {detail}"),
+            Violation::Clock { member, detail } => write!(f, "clock: member {member}: {detail}"),
+            Violation::Election { member, detail } => {
+                write!(f, "needless election: member {member} is {detail}")
+            }
         }
     }
 }
