@@ -86,6 +86,27 @@ pub fn write_batch<S: Storage>(
     durable_index: u64,
     maint: Maintenance,
 ) -> Result<BatchOutcome, StorageError> {
+    write_batch_early(storage, store, ready, state, durable_index, maint, None)
+}
+
+/// Hands the results of what a batch applies to `early` once the transaction holds them and
+/// before its durable commit; the outcome then has none.
+pub type EarlyResults<'a> = &'a mut dyn FnMut(Vec<AppliedEntry>);
+
+/// [`write_batch`] that, with `early`, reports the apply results before the commit's fsync.
+/// Only for entries committed independently of this batch (a cluster's: committed means on a
+/// majority of disks already), so that a client may be answered while the local copy of the
+/// applied state is still being synced: a crash now loses nothing committed, the entries are
+/// applied again at restart.
+pub fn write_batch_early<S: Storage>(
+    storage: &S,
+    store: &V2Store,
+    ready: &Ready,
+    state: &mut RaftState,
+    durable_index: u64,
+    maint: Maintenance,
+    early: Option<EarlyResults<'_>>,
+) -> Result<BatchOutcome, StorageError> {
     // The store counts what this batch applies only if its transaction commits.
     let outcome = write_batch_txn(
         storage,
@@ -95,6 +116,7 @@ pub fn write_batch<S: Storage>(
         BatchStart {
             durable_index,
             maint,
+            early,
         },
     );
     match &outcome {
@@ -104,10 +126,12 @@ pub fn write_batch<S: Storage>(
     outcome
 }
 
-/// Where the log stood before a batch, and the housekeeping to do in it.
-struct BatchStart {
+/// Where the log stood before a batch, the housekeeping to do in it, and where early
+/// results go.
+struct BatchStart<'a> {
     durable_index: u64,
     maint: Maintenance,
+    early: Option<EarlyResults<'a>>,
 }
 
 fn write_batch_txn<S: Storage>(
@@ -115,11 +139,12 @@ fn write_batch_txn<S: Storage>(
     store: &V2Store,
     ready: &Ready,
     state: &mut RaftState,
-    start: BatchStart,
+    start: BatchStart<'_>,
 ) -> Result<BatchOutcome, StorageError> {
     let BatchStart {
         durable_index,
         maint,
+        early,
     } = start;
     let mut txn = storage.begin()?;
     if let Some((first, last)) = maint.compact {
@@ -180,6 +205,11 @@ fn write_batch_txn<S: Storage>(
     txn.save_raft_state(&next)?;
     let next_expiration = V2Store::next_expiration(&txn)?;
     let clock = V2Store::clock(&txn)?;
+    if let Some(early) = early {
+        if !results.is_empty() {
+            early(std::mem::take(&mut results));
+        }
+    }
     txn.commit()?;
     *state = next;
     Ok(BatchOutcome {

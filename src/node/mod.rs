@@ -49,6 +49,9 @@ pub enum Input {
     Persisted(Result<BatchOutcome, StorageError>),
     /// A message from a peer (the transport checked who sent it).
     Peer(Message),
+    /// The storage thread applied committed entries of a batch it is now syncing (a
+    /// cluster's entries are committed already: see `batch::write_batch_early`).
+    Applied(Vec<batch::AppliedEntry>),
     /// The watchdog's liveness probe, answered as soon as the loop reads it.
     Ping {
         /// Where the answer goes.
@@ -78,6 +81,10 @@ pub struct NodeParts {
     pub heartbeat_interval: Duration,
     /// `--election-timeout`.
     pub election_timeout: Duration,
+    /// Answer clients as soon as a batch has applied their (already committed) entries,
+    /// before its fsync (a cluster without `--serializable-reads`: reads that could miss a
+    /// write answered early all wait for the applied index, which moves only once durable).
+    pub early_answers: bool,
     /// What this member publishes about itself once a leader is known (a cluster member's
     /// `Command::Publish`; a single member publishes nothing: it knows itself).
     pub publish: Option<Command>,
@@ -174,6 +181,7 @@ pub fn start(
             first_index,
             snapshot_count: parts.snapshot_count,
             single: !multi,
+            early_answers: multi && parts.early_answers,
         },
         batch_rx,
         tx.clone(),
@@ -216,8 +224,10 @@ pub fn start(
         publish_attempt: None,
         cluster,
         heartbeats_sent: HashMap::new(),
+        delivered_through: 0,
     };
     let mut node = node;
+    node.delivered_through = node.raft.applied_index();
     node.publish_status();
     let node_thread = std::thread::Builder::new()
         .name("node".into())
@@ -311,6 +321,8 @@ struct StorageThread {
     snapshot_count: u64,
     /// The member is the whole cluster: no follower can need old entries.
     single: bool,
+    /// Report apply results before each batch's commit (see `NodeParts::early_answers`).
+    early_answers: bool,
 }
 
 impl StorageThread {
@@ -391,13 +403,18 @@ fn spawn_storage_thread(
             for ready in batches {
                 let maint = st.maintenance();
                 let compact = maint.compact;
-                let outcome = batch::write_batch(
+                let mut early = |results| {
+                    let _ = node.send(Input::Applied(results));
+                };
+                let outcome = batch::write_batch_early(
                     &*st.storage,
                     &st.store,
                     &ready,
                     &mut st.state,
                     st.durable,
                     maint,
+                    st.early_answers
+                        .then_some(&mut early as batch::EarlyResults<'_>),
                 );
                 if let Ok(o) = &outcome {
                     st.durable = o.durable_index;
@@ -477,6 +494,8 @@ struct Node {
     publish_attempt: Option<(Instant, PublishOutcome)>,
     /// Cluster time: TTLs are counted in it.
     cluster: ClusterClock,
+    /// The highest index whose results went to the hub and the clients.
+    delivered_through: u64,
     /// The last heartbeat round sent to each follower and when, to time its answer.
     heartbeats_sent: HashMap<NodeId, (u64, Instant)>,
 }
@@ -608,6 +627,7 @@ impl Node {
             Input::Propose { command, reply } => self.propose(command, reply),
             Input::ReadIndex { reply } => self.read_index(reply),
             Input::Persisted(outcome) => self.on_persisted(outcome)?,
+            Input::Applied(results) => self.deliver_results(results),
             Input::Peer(m) => {
                 self.observe_peer(&m);
                 self.raft.step(m);
@@ -961,14 +981,47 @@ impl Node {
         if outcome.applied_sync {
             self.sync_proposed = None;
         }
-        for applied in &outcome.results {
+        self.deliver_results(outcome.results);
+        // Entries without a command (a leader's no-op) have no waiter; waiters below the
+        // applied index that got no result were never going to get one.
+        let applied = self.raft.applied_index();
+        let stale: Vec<u64> = self.pending.range(..=applied).map(|(i, _)| *i).collect();
+        for index in stale {
+            if let Some((_, reply)) = self.pending.remove(&index) {
+                let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
+            }
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.reads = waiting;
+        for (_, reply) in ready {
+            let _ = reply.try_send(Ok(()));
+        }
+        Ok(())
+    }
+
+    // Events go to the watch hub first, then the clients are answered, so a client that saw
+    // its write's response never registers a watch the write itself would wake. Entries
+    // already delivered (early, before a batch whose commit then failed and is applied
+    // again) are not published twice.
+    fn deliver_results(&mut self, results: Vec<batch::AppliedEntry>) {
+        let results: Vec<batch::AppliedEntry> = results
+            .into_iter()
+            .filter(|a| a.index > self.delivered_through)
+            .collect();
+        let Some(last) = results.last().map(|a| a.index) else {
+            return;
+        };
+        self.delivered_through = last;
+        for applied in &results {
             if let Ok(events) = &applied.result {
                 self.hub.publish(events);
             }
         }
         self.publish_status();
         let me = self.raft.id();
-        for applied in outcome.results {
+        for applied in results {
             let reply = match applied.origin {
                 Some((origin, request)) if origin == me => {
                     self.forwarded.remove(&request).map(|(_, reply)| reply)
@@ -992,23 +1045,6 @@ impl Node {
                 let _ = reply.try_send(Ok(answer));
             }
         }
-        // Entries without a command (a leader's no-op) have no waiter; waiters below the
-        // applied index that got no result were never going to get one.
-        let applied = self.raft.applied_index();
-        let stale: Vec<u64> = self.pending.range(..=applied).map(|(i, _)| *i).collect();
-        for index in stale {
-            if let Some((_, reply)) = self.pending.remove(&index) {
-                let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
-            }
-        }
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads)
-            .into_iter()
-            .partition(|(index, _)| *index <= applied);
-        self.reads = waiting;
-        for (_, reply) in ready {
-            let _ = reply.try_send(Ok(()));
-        }
-        Ok(())
     }
 
     // What is applied is on disk: a single member drops it from memory at once; a cluster
