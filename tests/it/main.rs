@@ -21,6 +21,7 @@ mod disk;
 mod durability;
 mod etcdctl;
 mod harness;
+mod partition;
 mod python_etcd;
 mod quota;
 mod systemd;
