@@ -48,6 +48,26 @@ enum Outcome {
     Unknown,
 }
 
+/// What a client saw, for the summary: `ok`, `refused` (no connection), an HTTP status
+/// class (`4xx`, `500`, ...), or `timeout`/`io` (no complete answer).
+type Why = &'static str;
+
+fn why_status(status: u16) -> Why {
+    match status {
+        500 => "500",
+        400..=499 => "4xx",
+        _ => "other status",
+    }
+}
+
+fn why_io(e: &std::io::Error) -> (Outcome, Why) {
+    match e.kind() {
+        ErrorKind::ConnectionRefused => (Outcome::Failed, "refused"),
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => (Outcome::Unknown, "timeout"),
+        _ => (Outcome::Unknown, "io"),
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Action {
     /// A read of register `key` and what it saw (`None`: not found).
@@ -66,6 +86,7 @@ struct Event {
     call: u64,
     ret: u64,
     outcome: Outcome,
+    why: Why,
 }
 
 /// One client's view of its member.
@@ -104,30 +125,33 @@ impl Endpoint {
         self.request("GET", &format!("/v2/keys{path}{q}"), "")
     }
 
-    fn read_register(&self, key: usize) -> (Option<u64>, Outcome) {
+    /// A read of register `key`: what it saw, and how it went. Any answer but the value (or
+    /// "not found") makes the read unusable, whatever the reason.
+    fn read_register(&self, key: usize) -> (Option<u64>, Outcome, Why) {
         match self.read(&format!("/jepsen/r{key}")) {
             Ok(r) if r.status == 200 => {
                 let v = r.json()["node"]["value"].as_str().map(|s| s.parse::<u64>());
                 match v {
-                    Some(Ok(v)) => (Some(v), Outcome::Ok),
+                    Some(Ok(v)) => (Some(v), Outcome::Ok, "ok"),
                     _ => panic!("register {key} holds no number: {}", r.dump()),
                 }
             }
-            Ok(r) if r.status == 404 && r.json()["errorCode"] == 100 => (None, Outcome::Ok),
-            Ok(_) => (None, Outcome::Failed),
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => (None, Outcome::Failed),
-            Err(_) => (None, Outcome::Unknown),
+            Ok(r) if r.status == 404 && r.json()["errorCode"] == 100 => (None, Outcome::Ok, "ok"),
+            Ok(r) => (None, Outcome::Failed, why_status(r.status)),
+            Err(e) => {
+                let (outcome, why) = why_io(&e);
+                (None, outcome, why)
+            }
         }
     }
 
-    fn write(&self, path: &str, value: u64) -> Outcome {
+    fn write(&self, path: &str, value: u64) -> (Outcome, Why) {
         let body = http::form(&[("value", &value.to_string())]);
         match self.request("PUT", &format!("/v2/keys{path}"), &body) {
-            Ok(r) if r.status == 200 || r.status == 201 => Outcome::Ok,
-            Ok(r) if (400..500).contains(&r.status) => Outcome::Failed,
-            Ok(_) => Outcome::Unknown,
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Outcome::Failed,
-            Err(_) => Outcome::Unknown,
+            Ok(r) if r.status == 200 || r.status == 201 => (Outcome::Ok, "ok"),
+            Ok(r) if (400..500).contains(&r.status) => (Outcome::Failed, "4xx"),
+            Ok(r) => (Outcome::Unknown, why_status(r.status)),
+            Err(e) => why_io(&e),
         }
     }
 }
@@ -148,15 +172,15 @@ fn run_client(id: usize, ep: Endpoint, seed: u64, t0: Instant, stop: &AtomicBool
         let key = prng.range(0, KEYS as u64) as usize;
         let dice = prng.range(0, 100);
         let call = micros(t0);
-        let (action, outcome) = if dice < 50 {
-            let (seen, outcome) = ep.read_register(key);
-            (Action::Read { key, seen }, outcome)
+        let (action, (outcome, why)) = if dice < 50 {
+            let (seen, outcome, why) = ep.read_register(key);
+            (Action::Read { key, seen }, (outcome, why))
         } else if dice < 85 {
-            let outcome = ep.write(&format!("/jepsen/r{key}"), unique);
-            (Action::Write { key, value: unique }, outcome)
+            let done = ep.write(&format!("/jepsen/r{key}"), unique);
+            (Action::Write { key, value: unique }, done)
         } else {
-            let outcome = ep.write(&format!("/jepsen/set/e{unique}"), unique);
-            (Action::Add { element: unique }, outcome)
+            let done = ep.write(&format!("/jepsen/set/e{unique}"), unique);
+            (Action::Add { element: unique }, done)
         };
         let ret = micros(t0);
         events.push(Event {
@@ -165,6 +189,7 @@ fn run_client(id: usize, ep: Endpoint, seed: u64, t0: Instant, stop: &AtomicBool
             call,
             ret,
             outcome,
+            why,
         });
         // A little think time varies the interleavings and leaves the machine's other tests
         // some CPU; more after a failure, not to spin on a member that is down.
@@ -334,7 +359,7 @@ fn final_read(ep: &Endpoint, key: usize, client: usize, t0: Instant) -> Event {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let call = micros(t0);
-        let (seen, outcome) = ep.read_register(key);
+        let (seen, outcome, why) = ep.read_register(key);
         if outcome == Outcome::Ok {
             return Event {
                 client,
@@ -342,6 +367,7 @@ fn final_read(ep: &Endpoint, key: usize, client: usize, t0: Instant) -> Event {
                 call,
                 ret: micros(t0),
                 outcome,
+                why,
             };
         }
         assert!(
@@ -392,6 +418,8 @@ struct Tally {
     ok: u32,
     failed: u32,
     unknown: u32,
+    /// Failed and unknown outcomes by what the client saw.
+    whys: BTreeMap<Why, u32>,
 }
 
 impl std::fmt::Display for Tally {
@@ -400,7 +428,12 @@ impl std::fmt::Display for Tally {
             f,
             "{} ok / {} failed / {} unknown",
             self.ok, self.failed, self.unknown
-        )
+        )?;
+        if !self.whys.is_empty() {
+            let whys: Vec<String> = self.whys.iter().map(|(w, n)| format!("{n} {w}")).collect();
+            write!(f, " ({})", whys.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -466,6 +499,9 @@ fn jepsen_registers_and_a_set_under_kills_stops_and_partitions() {
             Outcome::Ok => t.ok += 1,
             Outcome::Failed => t.failed += 1,
             Outcome::Unknown => t.unknown += 1,
+        }
+        if e.outcome != Outcome::Ok {
+            *t.whys.entry(e.why).or_default() += 1;
         }
     }
     eprintln!(
