@@ -100,6 +100,13 @@ impl Cluster {
         if let Err(e) = self.try_wait_all_ready() {
             panic!("cluster did not start: {e}");
         }
+        // `ip netns exec` execs the server: the pid the harness signals is the server's.
+        if std::env::var_os("PIKV_IT_RUNNER").is_none() {
+            for m in self.members.iter().filter(|m| m.netns.is_some()) {
+                let program = std::fs::canonicalize(m.kind.program()).unwrap();
+                assert_eq!(m.exe(), Some(program), "{}'s pid runs the server", m.name);
+            }
+        }
     }
 
     /// The lab the members run in (panics for a loopback cluster).

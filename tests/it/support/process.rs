@@ -31,7 +31,7 @@ impl Kind {
             Kind::Etcd => "etcd",
         }
     }
-    fn program(self) -> PathBuf {
+    pub fn program(self) -> PathBuf {
         match self {
             Kind::Pikv => PathBuf::from(env!("CARGO_BIN_EXE_pikv")),
             Kind::Etcd => PathBuf::from(
@@ -214,6 +214,11 @@ impl Server {
     }
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("server is not running").id()
+    }
+    /// The program the process runs now (`/proc/<pid>/exe`): under `ip netns exec` it must
+    /// be the server itself, so that signals and `kill -9` by pid reach the server.
+    pub fn exe(&self) -> Option<PathBuf> {
+        std::fs::read_link(format!("/proc/{}/exe", self.pid())).ok()
     }
     pub fn is_running(&self) -> bool {
         self.child.is_some()
