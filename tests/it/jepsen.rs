@@ -18,7 +18,8 @@
 //!
 //! Reads are plain GETs on pikv (linearizable there, by ReadIndex) and `quorum=true` on etcd
 //! (`PIKV_IT_TARGET=etcd`), whose plain GET is served from local state. The fault schedule
-//! comes from `PIKV_IT_SEED` (printed); thread timing is the machine's.
+//! comes from `PIKV_IT_SEED` (printed); thread timing is the machine's. `PIKV_IT_JEPSEN_SECS`
+//! makes the faulty phase longer than its default 22 s.
 
 use crate::linearizability::{check_register, Op, OpKind};
 use crate::support::cluster::Cluster;
@@ -36,8 +37,17 @@ const CLIENTS: usize = 6;
 /// How long a client waits for an answer (shorter than the server's own request timeout, so
 /// both kinds of unknown outcome occur).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long the nemesis injects faults.
-const NEMESIS_TIME: Duration = Duration::from_secs(22);
+/// How long the nemesis injects faults, unless `PIKV_IT_JEPSEN_SECS` says (a longer run).
+fn nemesis_time() -> Duration {
+    let secs = std::env::var("PIKV_IT_JEPSEN_SECS")
+        .ok()
+        .map(|s| {
+            s.parse()
+                .expect("PIKV_IT_JEPSEN_SECS is a number of seconds")
+        })
+        .unwrap_or(22);
+    Duration::from_secs(secs)
+}
 /// Fault-free operation after the last heal, before the final reads.
 const CALM_TIME: Duration = Duration::from_secs(2);
 
@@ -289,8 +299,9 @@ struct Faults {
     timeline: Vec<String>,
 }
 
-/// Injects faults one at a time until `NEMESIS_TIME` has passed; each is healed before the
-/// next (a killed member restarted, a stopped one continued, a cable plugged back).
+/// Injects faults one at a time until [`nemesis_time`] has passed; each is healed before the
+/// next (a killed member restarted, a stopped one continued, a cable plugged back). Victims:
+/// a random member for `kill -9`, the leader for SIGSTOP, either for a partition.
 fn nemesis(c: &mut Cluster, prng: &mut Prng, t0: Instant) -> Faults {
     let mut f = Faults::default();
     let kinds: &[&str] = if c.net.is_some() {
@@ -300,8 +311,12 @@ fn nemesis(c: &mut Cluster, prng: &mut Prng, t0: Instant) -> Faults {
     };
     let n = c.members.len();
     let started = Instant::now();
-    while started.elapsed() < NEMESIS_TIME {
-        let kind = kinds[prng.range(0, kinds.len() as u64) as usize];
+    // The kinds take turns (from a random one), so that each occurs in every run.
+    let mut turn = prng.range(0, kinds.len() as u64) as usize;
+    let limit = nemesis_time();
+    while started.elapsed() < limit {
+        let kind = kinds[turn % kinds.len()];
+        turn += 1;
         let leader = c.leader();
         let victim = match (kind, leader) {
             ("kill", _) | (_, None) => prng.range(0, n as u64) as usize,
