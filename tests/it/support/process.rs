@@ -1,5 +1,6 @@
 //! `Server`: one running pikv or etcd 3.4 process on free loopback ports with its own temp
-//! data dir (style.md §3.4 item 5, the `PikvProcess` helper).
+//! data dir (style.md §3.4 item 5, the `PikvProcess` helper) — or, for the partition tests,
+//! at its own addresses inside a network namespace (`client_host`, `peer_host`, `netns`).
 //!
 //! Both programs get etcd's flags (`--name --data-dir --listen-client-urls
 //! --advertise-client-urls --listen-peer-urls --initial-advertise-peer-urls --initial-cluster`,
