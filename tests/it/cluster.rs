@@ -230,23 +230,47 @@ fn a_stopped_leader_steps_down_without_split_brain() {
     c.members[leader].signal("STOP");
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     // The others elect a new leader and take writes while the old one is frozen.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let stopped = Instant::now();
+    let deadline = stopped + Duration::from_secs(15);
+    // What each attempt got, and what the others think, for the failure message.
+    let mut attempts = Vec::new();
     loop {
-        if let Ok(r) = put(
+        let from = stopped.elapsed();
+        let r = put(
             c.members[others[0]].client_port,
             "/stop/during",
             "x",
             Duration::from_secs(8),
-        ) {
-            if r.status == 201 {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no write while the leader was stopped\n{}",
-            c.logs()
         );
+        let answer = r.as_ref().map(|r| r.text());
+        attempts.push(format!("{from:?}..{:?}: {answer:?}", stopped.elapsed()));
+        if r.is_ok_and(|r| r.status == 201) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let mut views = String::new();
+            for &i in &others {
+                let m = &c.members[i];
+                let get = |target: &str| {
+                    m.try_request("GET", target, &[], b"", Duration::from_secs(2))
+                        .map(|r| r.text())
+                        .unwrap_or_else(|e| e.to_string())
+                };
+                views.push_str(&format!("{}: {}\n", m.name, get("/v2/stats/self")));
+                for l in get("/metrics")
+                    .lines()
+                    .filter(|l| l.starts_with("pikv_raft"))
+                {
+                    views.push_str(&format!("    {l}\n"));
+                }
+            }
+            panic!(
+                "no write while the leader {} was stopped; attempts:\n{}\n{views}{}",
+                c.members[leader].name,
+                attempts.join("\n"),
+                c.logs()
+            );
+        }
     }
     std::thread::sleep(Duration::from_secs(3));
     c.members[leader].signal("CONT");
