@@ -228,7 +228,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
             election_timeout: Duration::from_millis(config.election_timeout_ms),
             early_answers: !config.serializable_reads,
-        publish: (members.len() > 1).then(|| crate::store::Command::Publish {
+            publish: (members.len() > 1).then(|| crate::store::Command::Publish {
                 member: identity.member_id,
                 name: config.name.clone(),
                 client_urls: config.advertise_client_urls.clone(),

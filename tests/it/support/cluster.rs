@@ -1,15 +1,19 @@
 //! `Cluster`: N pikv (or etcd) members on free loopback ports, bootstrapped statically from
 //! one `--initial-cluster` the way the tutorials start boards, each with its own temp data
 //! dir. Members are started together (none is ready before a quorum runs) and killed by pid
-//! on drop.
+//! on drop. [`Cluster::start_in`] places the members in the network namespaces of a
+//! [`Lab`] instead, one member per namespace, so that a test can unplug a member's cable.
 
-use super::http;
+use super::netns::Lab;
 use super::process::{Kind, Server};
 use std::time::{Duration, Instant};
 
 /// The members of one cluster, in name order (`m0`, `m1`, ...).
 pub struct Cluster {
     pub members: Vec<Server>,
+    /// The namespaces the members run in, if any. Declared after `members`, so it is
+    /// dropped after the processes are killed.
+    pub net: Option<Lab>,
 }
 
 impl Cluster {
@@ -69,7 +73,57 @@ impl Cluster {
                 s
             })
             .collect();
-        Cluster { members }
+        Cluster { members, net: None }
+    }
+
+    /// Starts one member per namespace of `lab` (member `i` named `m<i>`, client URL
+    /// `http://<client ip>:2379`, peer URL `http://<peer ip>:2380`) with `extra` flags, and
+    /// waits until every one is ready.
+    pub fn start_in(lab: Lab, kind: Kind, extra: &[&str]) -> Cluster {
+        let initial: Vec<String> = (0..lab.len())
+            .map(|i| format!("m{i}=http://{}:2380", lab.peer_ip(i)))
+            .collect();
+        let initial = initial.join(",");
+        let mut extra: Vec<&str> = extra.to_vec();
+        extra.extend(["--initial-cluster-token", "it-netns"]);
+        let members = (0..lab.len())
+            .map(|i| {
+                let mut s = Server::prepare(kind, &format!("m{i}"), (2379, 2380), &extra);
+                s.initial_cluster = Some(initial.clone());
+                s.client_host = lab.client_ip(i);
+                s.peer_host = lab.peer_ip(i);
+                s.netns = Some(lab.ns(i).to_string());
+                s
+            })
+            .collect();
+        let mut c = Cluster {
+            members,
+            net: Some(lab),
+        };
+        c.spawn_all_and_wait();
+        c
+    }
+
+    /// Starts every (prepared) member, then waits until each is ready; panics with the logs.
+    pub fn spawn_all_and_wait(&mut self) {
+        for m in &mut self.members {
+            m.spawn_now();
+        }
+        if let Err(e) = self.try_wait_all_ready() {
+            panic!("cluster did not start: {e}");
+        }
+        // `ip netns exec` execs the server: the pid the harness signals is the server's.
+        if std::env::var_os("PIKV_IT_RUNNER").is_none() {
+            for m in self.members.iter().filter(|m| m.netns.is_some()) {
+                let program = std::fs::canonicalize(m.kind.program()).unwrap();
+                assert_eq!(m.exe(), Some(program), "{}'s pid runs the server", m.name);
+            }
+        }
+    }
+
+    /// The lab the members run in (panics for a loopback cluster).
+    pub fn lab(&self) -> &Lab {
+        self.net.as_ref().expect("a cluster in network namespaces")
     }
 
     fn try_wait_all_ready(&mut self) -> Result<(), String> {
@@ -85,8 +139,7 @@ impl Cluster {
     pub fn leader(&self) -> Option<usize> {
         self.members.iter().position(|m| {
             m.is_running()
-                && http::try_request(
-                    m.client_port,
+                && m.try_request(
                     "GET",
                     "/v2/stats/self",
                     &[],

@@ -108,9 +108,15 @@ pub struct Pending {
     done: bool,
 }
 
-fn connect(port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+/// The loopback address every server listens on unless a test places it elsewhere.
+pub const LOOPBACK: &str = "127.0.0.1";
+
+fn connect(host: &str, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
+    let ip: std::net::IpAddr = host
+        .parse()
+        .map_err(|_| bad(&format!("not an IP address: {host:?}")))?;
+    let addr = std::net::SocketAddr::new(ip, port);
+    let s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(5)))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     s.set_nodelay(true)?;
@@ -129,8 +135,21 @@ pub fn start(
     body: &[u8],
     timeout: Duration,
 ) -> std::io::Result<Pending> {
-    let mut stream = connect(port, timeout)?;
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+    start_at(LOOPBACK, port, method, target, headers, body, timeout)
+}
+
+/// [`start`] to a server at `host` (an IP address, e.g. a member in a network namespace).
+pub fn start_at(
+    host: &str,
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Pending> {
+    let mut stream = connect(host, port, timeout)?;
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\n");
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -307,8 +326,34 @@ pub fn try_request(
     body: &[u8],
     timeout: Duration,
 ) -> std::io::Result<Response> {
+    try_request_at(LOOPBACK, port, method, target, headers, body, timeout)
+}
+
+/// [`try_request`] to a server at `host` (an IP address).
+pub fn try_request_at(
+    host: &str,
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Response> {
     let deadline = Instant::now() + timeout;
-    start(port, method, target, headers, body, timeout)?.finish(deadline)
+    start_at(host, port, method, target, headers, body, timeout)?.finish(deadline)
+}
+
+/// [`request`] to a server at `host`: panics (naming the request) on any transport error.
+pub fn request_at(
+    host: &str,
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_request_at(host, port, method, target, headers, body, DEFAULT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{method} {target} on {host}:{port}: {e}"))
 }
 
 pub fn get(port: u16, target: &str) -> Response {

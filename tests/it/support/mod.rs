@@ -1,10 +1,11 @@
 //! Shared helpers for the process-level integration tests: which server to run
 //! (`PIKV_IT_TARGET`), temp dirs, free ports, a seeded PRNG, and the raw HTTP client,
-//! process handle and order-preserving JSON parser in the submodules.
+//! process handle, order-preserving JSON parser and network-namespace lab in the submodules.
 
 pub mod cluster;
 pub mod http;
 pub mod json;
+pub mod netns;
 pub mod process;
 pub mod sha1;
 

@@ -1,5 +1,6 @@
 //! `Server`: one running pikv or etcd 3.4 process on free loopback ports with its own temp
-//! data dir (style.md §3.4 item 5, the `PikvProcess` helper).
+//! data dir (style.md §3.4 item 5, the `PikvProcess` helper) — or, for the partition tests,
+//! at its own addresses inside a network namespace (`client_host`, `peer_host`, `netns`).
 //!
 //! Both programs get etcd's flags (`--name --data-dir --listen-client-urls
 //! --advertise-client-urls --listen-peer-urls --initial-advertise-peer-urls --initial-cluster`,
@@ -31,7 +32,7 @@ impl Kind {
             Kind::Etcd => "etcd",
         }
     }
-    fn program(self) -> PathBuf {
+    pub fn program(self) -> PathBuf {
         match self {
             Kind::Pikv => PathBuf::from(env!("CARGO_BIN_EXE_pikv")),
             Kind::Etcd => PathBuf::from(
@@ -57,6 +58,17 @@ pub struct Server {
     pub extra_env: Vec<(String, String)>,
     /// `--initial-cluster` of a member of a multi-member cluster (default: this one alone).
     pub initial_cluster: Option<String>,
+    /// The address clients reach the server on, and its client URLs name (default loopback).
+    pub client_host: String,
+    /// The address of the peer URLs (default loopback).
+    pub peer_host: String,
+    /// The network namespace to run in (`ip netns exec <ns> <program> <args>`; `ip` execs
+    /// the program, so the child's pid is still the server's).
+    pub netns: Option<String>,
+    /// A command line used verbatim instead of [`Server::args`] (a tutorial's own flags; etcd
+    /// still gets `--enable-v2`). The process then runs in its temp dir, so a default data dir
+    /// lands there.
+    pub raw_args: Option<Vec<String>>,
 }
 
 /// systemd's variables: a test run under a systemd service must not pass its own to the
@@ -95,6 +107,10 @@ impl Server {
                 extra_args: extra.iter().map(|a| a.to_string()).collect(),
                 extra_env: Vec::new(),
                 initial_cluster: None,
+                client_host: http::LOOPBACK.into(),
+                peer_host: http::LOOPBACK.into(),
+                netns: None,
+                raw_args: None,
             };
             s.spawn();
             match s.wait_ready_inner() {
@@ -129,6 +145,10 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             initial_cluster: None,
+            client_host: http::LOOPBACK.into(),
+            peer_host: http::LOOPBACK.into(),
+            netns: None,
+            raw_args: None,
         };
         s.spawn();
         s
@@ -152,6 +172,10 @@ impl Server {
             extra_args: extra.iter().map(|a| a.to_string()).collect(),
             extra_env: Vec::new(),
             initial_cluster: None,
+            client_host: http::LOOPBACK.into(),
+            peer_host: http::LOOPBACK.into(),
+            netns: None,
+            raw_args: None,
         }
     }
 
@@ -184,13 +208,18 @@ impl Server {
         self.tmp.path().join(format!("{}.data", self.name))
     }
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.client_host, self.client_port)
     }
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("http://{}:{}", self.peer_host, self.peer_port)
     }
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("server is not running").id()
+    }
+    /// The program the process runs now (`/proc/<pid>/exe`): under `ip netns exec` it must
+    /// be the server itself, so that signals and `kill -9` by pid reach the server.
+    pub fn exe(&self) -> Option<PathBuf> {
+        std::fs::read_link(format!("/proc/{}/exe", self.pid())).ok()
     }
     pub fn is_running(&self) -> bool {
         self.child.is_some()
@@ -217,6 +246,13 @@ impl Server {
 
     /// The command line: etcd's flags for both programs.
     pub fn args(&self) -> Vec<String> {
+        if let Some(raw) = &self.raw_args {
+            let mut a = raw.clone();
+            if self.kind == Kind::Etcd {
+                a.push("--enable-v2".into());
+            }
+            return a;
+        }
         let c = self.client_url();
         let p = self.peer_url();
         let mut a: Vec<String> = vec![
@@ -264,6 +300,12 @@ impl Server {
             Kind::Pikv => super::pikv_command(),
             Kind::Etcd => Command::new(self.kind.program()),
         };
+        if let Some(ns) = &self.netns {
+            cmd = super::netns::exec_in(ns, &cmd);
+        }
+        if self.raw_args.is_some() {
+            cmd.current_dir(self.tmp.path());
+        }
         for k in SYSTEMD_ENV {
             cmd.env_remove(k);
         }
@@ -294,8 +336,10 @@ impl Server {
             lines[from..].join("\n")
         };
         panic!(
-            "{} on port {}: {why}\n---- server output (last 80 lines of {}) ----\n{tail}\n----",
+            "{} {} at {}:{}: {why}\n---- server output (last 80 lines of {}) ----\n{tail}\n----",
             self.kind.label(),
+            self.name,
+            self.client_host,
             self.client_port,
             self.stderr_path.display()
         );
@@ -310,7 +354,8 @@ impl Server {
                     return Err(format!("process exited during startup: {st}"));
                 }
             }
-            if let Ok(r) = http::try_request(
+            if let Ok(r) = http::try_request_at(
+                &self.client_host,
                 self.client_port,
                 "GET",
                 "/health",
@@ -321,7 +366,8 @@ impl Server {
                 if r.status == 200 {
                     // etcd spends its 3rd index when the cluster version is decided; wait for
                     // it so that index accounting is the same from run to run.
-                    if let Ok(v) = http::try_request(
+                    if let Ok(v) = http::try_request_at(
+                        &self.client_host,
                         self.client_port,
                         "GET",
                         "/version",
@@ -441,15 +487,48 @@ impl Server {
         super::sha1::single_member_ids(&self.peer_url())
     }
 
-    // Convenience wrappers around the raw client, bound to this server's port.
+    // Convenience wrappers around the raw client, bound to this server's address.
     pub fn get(&self, target: &str) -> http::Response {
-        http::get(self.client_port, target)
+        http::request_at(&self.client_host, self.client_port, "GET", target, &[], b"")
     }
     pub fn put(&self, target: &str, form_body: &str) -> http::Response {
-        http::put(self.client_port, target, form_body)
+        http::request_at(
+            &self.client_host,
+            self.client_port,
+            "PUT",
+            target,
+            &[("Content-Type", http::FORM)],
+            form_body.as_bytes(),
+        )
     }
     pub fn delete(&self, target: &str) -> http::Response {
-        http::delete(self.client_port, target)
+        http::request_at(
+            &self.client_host,
+            self.client_port,
+            "DELETE",
+            target,
+            &[],
+            b"",
+        )
+    }
+    /// One request with a timeout, `Err` on a transport error (no response).
+    pub fn try_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> std::io::Result<http::Response> {
+        http::try_request_at(
+            &self.client_host,
+            self.client_port,
+            method,
+            target,
+            headers,
+            body,
+            timeout,
+        )
     }
 }
 
