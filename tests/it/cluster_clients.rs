@@ -5,27 +5,12 @@
 
 use crate::support::cluster::Cluster;
 use crate::support::{self, Kind};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn etcdctl(endpoints: &str, sync: bool, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new("etcdctl");
-    cmd.env("ETCDCTL_API", "2")
-        .arg("--endpoints")
-        .arg(endpoints);
-    if !sync {
-        cmd.arg("--no-sync");
-    }
-    let out = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run etcdctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let o = crate::etcdctl::etcdctl(endpoints, sync, args);
+    (o.code, o.stdout, o.stderr)
 }
 
 fn ok(endpoints: &str, sync: bool, args: &[&str]) -> String {

@@ -13,17 +13,22 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 fn ctl(s: &Server, sync: bool, args: &[&str]) -> Out {
+    etcdctl(&s.client_url(), sync, args)
+}
+
+/// Runs etcdctl v2 against `endpoints` (comma-separated client URLs).
+pub(crate) fn etcdctl(endpoints: &str, sync: bool, args: &[&str]) -> Out {
     let mut cmd = Command::new("etcdctl");
     cmd.env("ETCDCTL_API", "2")
         .arg("--endpoints")
-        .arg(s.client_url());
+        .arg(endpoints);
     if !sync {
         cmd.arg("--no-sync");
     }

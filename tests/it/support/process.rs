@@ -92,26 +92,7 @@ impl Server {
         // then start again on new ports.
         let mut last = String::new();
         for _attempt in 0..3 {
-            let (client_port, peer_port) = super::free_ports();
-            let tmp = TempDir::new(&format!("{}-{name}", kind.label()));
-            let stderr_path = tmp.path().join("server.log");
-            let mut s = Server {
-                kind,
-                name: name.to_string(),
-                client_port,
-                peer_port,
-                tmp,
-                child: None,
-                stderr_path,
-                starts: 0,
-                extra_args: extra.iter().map(|a| a.to_string()).collect(),
-                extra_env: Vec::new(),
-                initial_cluster: None,
-                client_host: http::LOOPBACK.into(),
-                peer_host: http::LOOPBACK.into(),
-                netns: None,
-                raw_args: None,
-            };
+            let mut s = Server::prepare(kind, name, super::free_ports(), extra);
             s.spawn();
             match s.wait_ready_inner() {
                 Ok(()) => return s,
