@@ -1,9 +1,9 @@
-//! The storage thread's unit of work: one Ready written as one transaction — append the
-//! entries, apply the committed ones to the v2 store, save hard state and applied index side
-//! by side — and one durable commit. Generic over [`Storage`] so a simulator can run the same
-//! code over in-memory storage.
+//! The apply thread's unit of work: committed entries applied to the v2 store in one LMDB
+//! transaction — each entry recorded in the log database with the events it produced, the
+//! applied index saved — and one commit. The entries are durable in the WAL already
+//! (`storage::wal`): this commit only moves the applied state. Generic over [`Storage`].
 
-use crate::raft::{Entry, HardState, Ready};
+use crate::raft::{Entry, HardState};
 use crate::storage::format::{self, RaftState};
 use crate::storage::{Storage, StorageError, StorageTxn};
 use crate::store::{Applied, Command, V2Error, V2Store};
@@ -11,16 +11,12 @@ use crate::store::{Applied, Command, V2Error, V2Store};
 /// The result of applying one committed command.
 pub type ApplyResult = Result<Vec<Applied>, V2Error>;
 
-/// What a committed batch did.
+/// What an applied batch did.
 #[derive(Debug)]
 pub struct BatchOutcome {
-    /// Highest log index now durable.
-    pub durable_index: u64,
-    /// Highest index now applied.
+    /// Highest index now applied (visible to readers).
     pub applied_index: u64,
-    /// The hard state now durable.
-    pub hard_state: HardState,
-    /// Results of the applied commands, in log order.
+    /// Results of the applied commands, in log order (none when they went out early).
     pub results: Vec<AppliedEntry>,
     /// Earliest expiration of any TTL node after this batch.
     pub next_expiration: Option<u64>,
@@ -71,54 +67,34 @@ pub struct Maintenance {
     /// Remove the log entries of this range (and with them their events).
     pub compact: Option<(u64, u64)>,
     /// Record where the member's cluster clock stands, so that a restart resumes it (it
-    /// shares the meta database's pages with the hard state every batch rewrites anyway).
+    /// shares the meta database's pages with the Raft state every batch rewrites anyway).
     pub clock: Option<crate::util::clock::ClockAnchor>,
 }
 
-/// Writes `ready` as one transaction, with the housekeeping of `maint`. `state` is the
-/// durable Raft state before the batch; on success it is the state after. On error nothing
-/// of the batch is durable.
-pub fn write_batch<S: Storage>(
-    storage: &S,
-    store: &V2Store,
-    ready: &Ready,
-    state: &mut RaftState,
-    durable_index: u64,
-    maint: Maintenance,
-) -> Result<BatchOutcome, StorageError> {
-    write_batch_early(storage, store, ready, state, durable_index, maint, None)
-}
-
 /// Hands the results of what a batch applies to `early` once the transaction holds them and
-/// before its durable commit; the outcome then has none.
+/// before its commit; the outcome then has none.
 pub type EarlyResults<'a> = &'a mut dyn FnMut(Vec<AppliedEntry>);
 
-/// [`write_batch`] that, with `early`, reports the apply results before the commit's fsync.
-/// Only for entries committed independently of this batch (a cluster's: committed means on a
-/// majority of disks already), so that a client may be answered while the local copy of the
-/// applied state is still being synced: a crash now loses nothing committed, the entries are
-/// applied again at restart.
-pub fn write_batch_early<S: Storage>(
+/// Applies `committed` (durable and committed entries, in index order) as one transaction,
+/// with the housekeeping of `maint`, saving `hard_state` beside the applied index. `state`
+/// is the Raft state LMDB holds before the batch; on success it is the state after. On
+/// error nothing of the batch is applied.
+///
+/// With `early`, the results go out before the commit: only for a cluster's entries, which
+/// are on a majority of disks already, so a client may be answered while the local copy of
+/// the applied state is being written (a crash now loses nothing committed: the entries are
+/// applied again at restart, from the WAL).
+pub fn apply_batch<S: Storage>(
     storage: &S,
     store: &V2Store,
-    ready: &Ready,
+    committed: &[Entry],
+    hard_state: HardState,
     state: &mut RaftState,
-    durable_index: u64,
     maint: Maintenance,
     early: Option<EarlyResults<'_>>,
 ) -> Result<BatchOutcome, StorageError> {
     // The store counts what this batch applies only if its transaction commits.
-    let outcome = write_batch_txn(
-        storage,
-        store,
-        ready,
-        state,
-        BatchStart {
-            durable_index,
-            maint,
-            early,
-        },
-    );
+    let outcome = apply_batch_txn(storage, store, committed, hard_state, state, maint, early);
     match &outcome {
         Ok(_) => store.batch_committed(),
         Err(_) => store.batch_failed(),
@@ -126,26 +102,41 @@ pub fn write_batch_early<S: Storage>(
     outcome
 }
 
-/// Where the log stood before a batch, the housekeeping to do in it, and where early
-/// results go.
-struct BatchStart<'a> {
-    durable_index: u64,
-    maint: Maintenance,
-    early: Option<EarlyResults<'a>>,
+/// Records `entry` as applied without applying it: its command was refused because the map
+/// is full even for it alone. The refusal is the entry's result.
+pub fn refuse_entry<S: Storage>(
+    storage: &S,
+    entry: &Entry,
+    hard_state: HardState,
+    state: &mut RaftState,
+    refusal: V2Error,
+) -> Result<AppliedEntry, StorageError> {
+    let mut txn = storage.begin()?;
+    txn.append(entry, &[])?;
+    let next = RaftState {
+        hard_state,
+        applied: entry.index,
+    };
+    txn.save_raft_state(&next)?;
+    txn.commit()?;
+    *state = next;
+    Ok(AppliedEntry {
+        index: entry.index,
+        term: entry.term,
+        origin: entry.payload.origin(),
+        result: Err(refusal),
+    })
 }
 
-fn write_batch_txn<S: Storage>(
+fn apply_batch_txn<S: Storage>(
     storage: &S,
     store: &V2Store,
-    ready: &Ready,
+    committed: &[Entry],
+    hard_state: HardState,
     state: &mut RaftState,
-    start: BatchStart<'_>,
+    maint: Maintenance,
+    early: Option<EarlyResults<'_>>,
 ) -> Result<BatchOutcome, StorageError> {
-    let BatchStart {
-        durable_index,
-        maint,
-        early,
-    } = start;
     let mut txn = storage.begin()?;
     if let Some((first, last)) = maint.compact {
         txn.compact_log(first, last)?;
@@ -153,25 +144,21 @@ fn write_batch_txn<S: Storage>(
     if let Some(anchor) = &maint.clock {
         V2Store::set_clock_anchor(&mut txn, anchor)?;
     }
-    // Committed entries are applied first, so that an entry appended and applied in this
-    // batch (always, on one member) is written once, with its events.
-    let mut histories = std::collections::VecDeque::new();
     let mut results = Vec::new();
     let mut applied = state.applied;
     let mut applied_sync = false;
-    let first_new = ready.entries.first().map_or(u64::MAX, |e| e.index);
-    for entry in &ready.committed_entries {
+    for entry in committed {
+        if entry.index <= applied {
+            // Applied before a restart: LMDB has it already.
+            continue;
+        }
+        let mut history = Vec::new();
         if let Some(bytes) = entry.payload.command() {
             let cmd = decode_command(entry, bytes)?;
             applied_sync |= matches!(cmd, Command::Sync { .. });
             let result = store.apply(&mut txn, &cmd)?;
             if let Ok(done) = &result {
-                let history = V2Store::encode_history(done.iter().map(|a| &a.event), &cmd)?;
-                if entry.index >= first_new {
-                    histories.push_back((entry.index, history));
-                } else if !history.is_empty() {
-                    txn.attach_history(entry.index, &history)?;
-                }
+                history = V2Store::encode_history(done.iter().map(|a| &a.event), &cmd)?;
             }
             results.push(AppliedEntry {
                 index: entry.index,
@@ -180,26 +167,13 @@ fn write_batch_txn<S: Storage>(
                 result,
             });
         }
+        // The log database holds the applied log with its events: the watch history and
+        // the tail kept for followers come from it.
+        txn.append(entry, &history)?;
         applied = entry.index;
     }
-    // Durable entries after the batch's last one are a tail a newer leader overwrote (never
-    // on a single voter): the log must end where the batch ends.
-    if let Some(last) = ready.entries.last() {
-        if durable_index > last.index {
-            txn.compact_log(last.index + 1, durable_index)?;
-        }
-    }
-    let mut durable = durable_index;
-    for entry in &ready.entries {
-        let history = match histories.front() {
-            Some((index, _)) if *index == entry.index => histories.pop_front().map(|(_, h)| h),
-            _ => None,
-        };
-        txn.append(entry, history.as_deref().unwrap_or_default())?;
-        durable = entry.index;
-    }
     let next = RaftState {
-        hard_state: ready.hard_state.unwrap_or(state.hard_state),
+        hard_state,
         applied,
     };
     txn.save_raft_state(&next)?;
@@ -213,9 +187,7 @@ fn write_batch_txn<S: Storage>(
     txn.commit()?;
     *state = next;
     Ok(BatchOutcome {
-        durable_index: durable,
         applied_index: applied,
-        hard_state: next.hard_state,
         results,
         next_expiration,
         applied_sync,
@@ -248,7 +220,7 @@ mod tests {
     //! per commit few). Bytes written come from /proc/thread-self/io `wchar`, which counts
     //! what this thread passed to write(2)/pwrite(2): LMDB writes whole pages.
     use super::*;
-    use crate::raft::{Entry, Payload, Ready};
+    use crate::raft::{Entry, Payload};
     use crate::storage::lmdb::LmdbStorage;
 
     fn thread_wchar() -> u64 {
@@ -263,7 +235,6 @@ mod tests {
         storage: LmdbStorage,
         store: V2Store,
         state: RaftState,
-        durable: u64,
         next_index: u64,
         dir: std::path::PathBuf,
     }
@@ -278,7 +249,6 @@ mod tests {
                 storage,
                 store: V2Store::new(),
                 state: RaftState::default(),
-                durable: 0,
                 next_index: 1,
                 dir,
             }
@@ -305,22 +275,16 @@ mod tests {
                     e
                 })
                 .collect();
-            let ready = Ready {
-                hard_state: None,
-                committed_entries: entries.clone(),
-                entries,
-                ..Ready::default()
-            };
-            let out = write_batch(
+            apply_batch(
                 &self.storage,
                 &self.store,
-                &ready,
+                &entries,
+                HardState::default(),
                 &mut self.state,
-                self.durable,
                 Maintenance::default(),
+                None,
             )
             .unwrap();
-            self.durable = out.durable_index;
         }
     }
 

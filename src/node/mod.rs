@@ -1,20 +1,20 @@
 //! The node thread: owns the Raft core and the tables of waiting requests, never waits on the
-//! disk. It drains its input channel, steps the core, and hands each `Ready` to the storage
-//! thread — one batch in flight at a time, so while one batch is fsynced the next one
-//! accumulates (group commit). When a batch is durable it publishes the applied events to the
+//! disk. It drains its input channel, steps the core, and hands each `Ready` to the WAL
+//! thread (`disk.rs`) — one batch in flight at a time, so while one batch is fsynced the next
+//! one accumulates (group commit). When entries are applied it publishes their events to the
 //! watch hub first and then answers the clients, so a client that saw its write's response
 //! never registers a watch that the write itself would wake.
 
 pub mod batch;
 pub mod bootstrap;
+mod disk;
 mod handle;
 
 pub use handle::{FollowerStats, NodeHandle, Status, NO_SPACE_CAUSE, STOPPED_CAUSE, TIMEOUT_CAUSE};
 
-use crate::raft::{Config, InitialState, Message, NodeId, Persisted, Raft, Ready, Role};
+use crate::raft::{Config, InitialState, Message, NodeId, Persisted, Raft, Role};
 use crate::storage::lmdb::LmdbStorage;
-use crate::storage::lmdb::Recovered;
-use crate::storage::{RaftState, StorageError};
+use crate::storage::StorageError;
 use crate::store::{Command, Event, V2Error, V2Store};
 use crate::transport::Transport;
 use crate::util::clock::{self, ClusterClock};
@@ -45,13 +45,15 @@ pub enum Input {
         /// Answered once it is safe to read locally.
         reply: ReadReply,
     },
-    /// The storage thread finished a batch.
-    Persisted(Result<BatchOutcome, StorageError>),
+    /// The WAL thread made the last Ready durable: the log through this index.
+    Durable(Result<u64, StorageError>),
+    /// The apply thread applied committed entries.
+    Applied(Result<BatchOutcome, StorageError>),
     /// A message from a peer (the transport checked who sent it).
     Peer(Message),
-    /// The storage thread applied committed entries of a batch it is now syncing (a
-    /// cluster's entries are committed already: see `batch::write_batch_early`).
-    Applied(Vec<batch::AppliedEntry>),
+    /// The apply thread applied committed entries of a batch it is now committing (a
+    /// cluster's entries are committed already: see `batch::apply_batch`).
+    AppliedEarly(Vec<batch::AppliedEntry>),
     /// The watchdog's liveness probe, answered as soon as the loop reads it.
     Ping {
         /// Where the answer goes.
@@ -118,9 +120,10 @@ pub fn start(
     connect: impl FnOnce(Deliver) -> Result<Box<dyn Transport>, String>,
 ) -> Result<Running, StorageError> {
     let recovered = parts.storage.recover()?;
+    let (wal, log) = disk::open_log(&parts.storage, &recovered)?;
     let multi = parts.voters.len() > 1;
     let retain = if multi { MEMORY_RETAIN } else { 0 };
-    let initial = initial_state(&parts.storage, &recovered, retain)?;
+    let initial = initial_state(&parts.storage, &log, retain)?;
     // A tick is a quarter of the heartbeat interval: election timeouts are drawn from 4x as
     // many values as with etcd's one tick per heartbeat, so two followers time out in the
     // same tick (a split vote, one more timeout before writes resume) 4x less often.
@@ -169,21 +172,27 @@ pub fn start(
             crate::storage::StorageErrorKind::Io(e),
         )
     })?;
-    let (batch_tx, batch_rx) = mpsc::channel::<Ready>();
     let first_index = parts.storage.first_index()?;
-    spawn_storage_thread(
-        StorageThread {
+    let lmdb_durable = Arc::new(std::sync::atomic::AtomicU64::new(log.raft.applied));
+    let batch_tx = disk::spawn(
+        disk::WalThread {
+            wal,
+            durable: log.last_index,
+            hard_state: log.raft.hard_state,
+            status: Arc::clone(&status),
+            lmdb_durable: Arc::clone(&lmdb_durable),
+        },
+        disk::ApplyThread {
             storage: Arc::clone(&parts.storage),
             store: Arc::clone(&parts.store),
             status: Arc::clone(&status),
-            state: recovered.raft,
-            durable: recovered.last_index,
+            state: log.raft,
             first_index,
             snapshot_count: parts.snapshot_count,
             single: !multi,
             early_answers: multi && parts.early_answers,
+            lmdb_durable,
         },
-        batch_rx,
         tx.clone(),
     )?;
     let handle = NodeHandle {
@@ -256,15 +265,14 @@ fn request_id_base() -> u64 {
 }
 
 // The core holds in memory the log after the applied index (durable entries a restart has
-// not applied yet included) and, in a cluster, up to `retain` applied entries before it for
-// followers that lag; the entry before the first one loaded gives its term.
+// not applied yet, from the WAL) and, in a cluster, up to `retain` applied entries before it
+// (from LMDB) for followers that lag; the entry before the first one loaded gives its term.
 fn initial_state(
     storage: &LmdbStorage,
-    recovered: &Recovered,
+    log: &disk::DurableLog,
     retain: u64,
 ) -> Result<InitialState, StorageError> {
-    let applied = recovered.raft.applied;
-    let last = recovered.last_index;
+    let applied = log.raft.applied;
     let disk_first = storage.first_index()?;
     // The entry at `from - 1` must be on disk for its term (index 0 has term 0).
     let mut from = applied.saturating_sub(retain).max(1);
@@ -272,19 +280,29 @@ fn initial_state(
         from = from.max(disk_first + 1);
     }
     from = from.min(applied + 1);
-    if from > last {
-        return Ok(InitialState {
-            hard_state: recovered.raft.hard_state,
-            applied,
-            compacted_index: last,
-            compacted_term: recovered.last_term,
-            entries: Vec::new(),
-        });
-    }
     let before = from - 1;
-    let mut entries = storage.entries(before.max(1), last)?;
+    let mut entries = if before < applied {
+        storage.entries(before.max(1), applied)?
+    } else {
+        Vec::new()
+    };
     let compacted_term = if before == 0 {
         0
+    } else if before == applied && entries.is_empty() {
+        if log.tail.is_empty() {
+            log.last_term
+        } else {
+            storage
+                .entries(applied, applied)?
+                .first()
+                .map(|e| e.term)
+                .ok_or_else(|| {
+                    StorageError::corrupt(
+                        "read the log at the applied index",
+                        format!("entry {applied} is missing"),
+                    )
+                })?
+        }
     } else {
         match entries.first() {
             Some(e) if e.index == before => {
@@ -300,8 +318,9 @@ fn initial_state(
             }
         }
     };
+    entries.extend(log.tail.iter().cloned());
     Ok(InitialState {
-        hard_state: recovered.raft.hard_state,
+        hard_state: log.raft.hard_state,
         applied,
         compacted_index: before,
         compacted_term,
@@ -309,154 +328,12 @@ fn initial_state(
     })
 }
 
-/// What the storage thread owns.
-struct StorageThread {
-    storage: Arc<LmdbStorage>,
-    store: Arc<V2Store>,
-    status: Arc<Status>,
-    state: RaftState,
-    durable: u64,
-    /// First index still in the log.
-    first_index: u64,
-    snapshot_count: u64,
-    /// The member is the whole cluster: no follower can need old entries.
-    single: bool,
-    /// Report apply results before each batch's commit (see `NodeParts::early_answers`).
-    early_answers: bool,
-}
-
-impl StorageThread {
-    // Near the quota the retained log tail is the easiest space to give back: a single
-    // member has no follower that could still need it, so everything applied can go. (A
-    // cluster will need a snapshot for followers behind the compacted log instead.)
-    // A full map fails the whole batch, housekeeping included: give space back in a
-    // transaction of its own, so the next batch can succeed.
-    fn make_room(&mut self) {
-        let last = self.state.applied;
-        let maint = batch::Maintenance {
-            compact: self.urgent_compaction(last),
-            clock: None,
-        };
-        let empty = Ready::default();
-        match batch::write_batch(
-            &*self.storage,
-            &self.store,
-            &empty,
-            &mut self.state,
-            self.durable,
-            maint,
-        ) {
-            Ok(_) => {
-                if let Some((_, last)) = maint.compact {
-                    self.first_index = last + 1;
-                }
-                match self.storage.used_bytes() {
-                    Ok(used) => self.status.used_bytes.store(used, Ordering::SeqCst),
-                    Err(e) => log::warn!("{e}"),
-                }
-            }
-            Err(e) => log::warn!("cannot make room in the full map: {e}"),
-        }
-    }
-
-    // Near the quota everything applied goes, the events in those records with it: with
-    // large values even a few events can hold more than the user's own data. Watchers keep
-    // the in-memory history; only a restart then answers older waitIndexes with 401.
-    // In a cluster a short tail stays, so that a restarted member can still feed followers
-    // that lag a little.
-    fn urgent_compaction(&self, last: u64) -> Option<(u64, u64)> {
-        let keep = if self.single { 1 } else { 1_000 };
-        let end = last.saturating_sub(keep);
-        (self.first_index > 0 && end >= self.first_index).then_some((self.first_index, end))
-    }
-
-    fn maintenance(&self) -> batch::Maintenance {
-        let used = self.status.used_bytes.load(Ordering::SeqCst);
-        let pressure = used > self.storage.map_bytes() / 10 * 7;
-        let last = self.state.applied;
-        let regular = batch::compaction_range(self.first_index, last, self.snapshot_count);
-        let urgent = pressure.then(|| self.urgent_compaction(last)).flatten();
-        // The clock as the node thread last published it: its line (cluster time against
-        // the monotonic clock) is what a restart continues.
-        let clock = self
-            .status
-            .clock
-            .lock()
-            .ok()
-            .and_then(|c| *c)
-            .map(|c| c.anchor_at(clock::boot_id(), clock::monotonic_nanos()));
-        batch::Maintenance {
-            compact: regular.or(urgent),
-            clock,
-        }
-    }
-}
-
-fn spawn_storage_thread(
-    mut st: StorageThread,
-    batches: Receiver<Ready>,
-    node: Sender<Input>,
-) -> Result<(), StorageError> {
-    std::thread::Builder::new()
-        .name("storage".into())
-        .spawn(move || {
-            for ready in batches {
-                let maint = st.maintenance();
-                let compact = maint.compact;
-                let mut early = |results| {
-                    let _ = node.send(Input::Applied(results));
-                };
-                let outcome = batch::write_batch_early(
-                    &*st.storage,
-                    &st.store,
-                    &ready,
-                    &mut st.state,
-                    st.durable,
-                    maint,
-                    st.early_answers
-                        .then_some(&mut early as batch::EarlyResults<'_>),
-                );
-                if let Ok(o) = &outcome {
-                    st.durable = o.durable_index;
-                    if st.first_index == 0 {
-                        st.first_index = ready.entries.first().map_or(0, |e| e.index);
-                    }
-                    if let Some((_, last)) = compact {
-                        st.first_index = last + 1;
-                    }
-                    st.status.batches.fetch_add(1, Ordering::Relaxed);
-                    st.status
-                        .entries
-                        .fetch_add(ready.entries.len() as u64, Ordering::Relaxed);
-                    match st.storage.used_bytes() {
-                        Ok(used) => st.status.used_bytes.store(used, Ordering::SeqCst),
-                        Err(e) => log::warn!("{e}"),
-                    }
-                }
-                if outcome.as_ref().is_err_and(StorageError::is_map_full) {
-                    st.make_room();
-                }
-                if node.send(Input::Persisted(outcome)).is_err() {
-                    break;
-                }
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| {
-            StorageError::new(
-                "start storage thread",
-                "",
-                crate::storage::StorageErrorKind::Io(e.to_string()),
-            )
-        })
-}
-
 struct Node {
     raft: Raft,
     hub: Arc<WatchHub>,
     status: Arc<Status>,
-    batch_tx: Sender<Ready>,
-    /// A batch is with the storage thread.
+    batch_tx: Sender<disk::WalJob>,
+    /// A Ready is with the WAL thread.
     batch_busy: bool,
     /// This member's proposals as leader, waiting for their log index (and term) to apply.
     pending: BTreeMap<u64, (u64, ProposeReply)>,
@@ -626,8 +503,9 @@ impl Node {
         match input {
             Input::Propose { command, reply } => self.propose(command, reply),
             Input::ReadIndex { reply } => self.read_index(reply),
-            Input::Persisted(outcome) => self.on_persisted(outcome)?,
-            Input::Applied(results) => self.deliver_results(results),
+            Input::Durable(outcome) => self.on_durable(outcome)?,
+            Input::Applied(outcome) => self.on_applied(outcome)?,
+            Input::AppliedEarly(results) => self.deliver_results(results),
             Input::Peer(m) => {
                 self.observe_peer(&m);
                 self.raft.step(m);
@@ -883,8 +761,15 @@ impl Node {
         for rs in std::mem::take(&mut ready.read_states) {
             self.on_read_state(rs);
         }
-        if ready.needs_persist() && self.batch_tx.send(ready).is_ok() {
-            self.batch_busy = true;
+        if ready.needs_persist() {
+            let job = disk::WalJob {
+                hard_state: ready.hard_state,
+                entries: ready.entries,
+                committed: ready.committed_entries,
+            };
+            if self.batch_tx.send(job).is_ok() {
+                self.batch_busy = true;
+            }
         }
     }
 
@@ -937,44 +822,36 @@ impl Node {
         }
     }
 
-    fn on_persisted(
-        &mut self,
-        outcome: Result<BatchOutcome, StorageError>,
-    ) -> Result<(), StorageError> {
+    fn on_durable(&mut self, outcome: Result<u64, StorageError>) -> Result<(), StorageError> {
         self.batch_busy = false;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) if e.is_map_full() => {
-                log::warn!("{e}; the batch's writes are refused");
-                self.status.batches_map_full.fetch_add(1, Ordering::Relaxed);
-                self.raft.persist_failed();
-                self.sync_proposed = None;
-                // An expiry that cannot be written is retried a second later, not at once.
-                self.sync_not_before = self.cluster.now().saturating_add(1_000_000_000);
-                let durable = self.raft.last_index();
-                let failed: Vec<u64> = self.pending.range(durable + 1..).map(|(i, _)| *i).collect();
-                for index in failed {
-                    if let Some((_, reply)) = self.pending.remove(&index) {
-                        let _ = reply.try_send(Err(V2Error::new(300, NO_SPACE_CAUSE, 0)));
-                    }
-                }
-                // Reads waited for writes that now never happened: what is applied is current.
-                for (_, reply) in std::mem::take(&mut self.reads) {
-                    let _ = reply.try_send(Ok(()));
-                }
-                return Ok(());
-            }
+        let durable_index = match outcome {
+            Ok(index) => index,
             Err(e) => {
-                // Anything else means the disk cannot be trusted: stop writing (a restart
-                // recovers from what is durable).
+                // The disk cannot be trusted: stop writing (a restart recovers from what is
+                // durable).
                 self.fail_all(STOPPED_CAUSE);
                 return Err(e);
             }
         };
         self.raft.advance(Persisted {
-            durable_index: outcome.durable_index,
-            applied_index: outcome.applied_index,
+            durable_index,
+            applied_index: self.raft.applied_index(),
         });
+        Ok(())
+    }
+
+    fn on_applied(
+        &mut self,
+        outcome: Result<BatchOutcome, StorageError>,
+    ) -> Result<(), StorageError> {
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                self.fail_all(STOPPED_CAUSE);
+                return Err(e);
+            }
+        };
+        self.raft.applied_to(outcome.applied_index);
         self.compact_memory();
         self.cluster.observe(outcome.clock);
         self.next_expiration = outcome.next_expiration;

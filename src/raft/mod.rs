@@ -717,6 +717,14 @@ impl Raft {
         self.debug_check();
     }
 
+    /// The driver applied committed entries it was handed through `index`, after the Ready
+    /// that handed them out was reported with [`Raft::advance`] (a driver that applies on a
+    /// thread of its own, behind its log writes, reports the two separately).
+    pub fn applied_to(&mut self, index: u64) {
+        self.applied = self.applied.max(index.min(self.applying));
+        self.debug_check();
+    }
+
     /// The driver could not persist the last Ready (e.g. the disk is full). Messages that
     /// waited for it are dropped (peers retry). A single voter forgets the entries that were
     /// not made durable, as if they had never been proposed — safe because nothing about

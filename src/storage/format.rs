@@ -11,9 +11,13 @@ pub const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
 /// What the `format` meta key holds: a magic that says "pikv", then the version.
 pub const FORMAT_MAGIC: &[u8; 8] = b"pikv-dat";
-/// The format this build writes and reads. Version 2: the meta records live in LMDB's main
-/// database and each log record carries the watch-history events its entry produced.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format this build writes. Version 2: the meta records live in LMDB's main database
+/// and each log record carries the watch-history events its entry produced. Version 3: the
+/// Raft hard state and the entries not yet applied live in the WAL (`member/raft-wal/`), LMDB's
+/// log database holds applied entries only.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format this build reads (and converts to [`FORMAT_VERSION`] at start).
+pub const FORMAT_OLDEST: u32 = 2;
 
 /// Main-database key of the format record. The meta records share LMDB's main database with
 /// the named databases' own records: a commit rewrites that leaf anyway, so they cost no page.
@@ -64,18 +68,19 @@ pub fn format_record() -> Vec<u8> {
     v
 }
 
-/// Checks a format record; the error says what was found.
-pub fn check_format(record: &[u8]) -> Result<(), String> {
+/// Checks a format record and returns its version; the error says what was found.
+pub fn check_format(record: &[u8]) -> Result<u32, String> {
     if record.len() != 12 || &record[..8] != FORMAT_MAGIC {
         return Err("it was not written by pikv (unknown format record)".to_string());
     }
     let version = u32::from_be_bytes([record[8], record[9], record[10], record[11]]);
-    if version != FORMAT_VERSION {
+    if !(FORMAT_OLDEST..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "it has data format version {version}, this pikv reads version {FORMAT_VERSION}"
+            "it has data format version {version}, this pikv reads versions \
+             {FORMAT_OLDEST} to {FORMAT_VERSION}"
         ));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// The log key of an index: big-endian, so LMDB orders entries by index.

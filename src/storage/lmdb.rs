@@ -34,6 +34,8 @@ pub struct LmdbStorage {
     dbs: Dbs,
     path: PathBuf,
     map_bytes: u64,
+    /// The format version found at open (older ones are converted at start).
+    version: u32,
     ahead: Preallocation,
 }
 
@@ -111,9 +113,14 @@ impl LmdbStorage {
         // LMDB touches (it does not weaken durability, unlike NO_SYNC): random key access
         // then keeps only the pages actually used resident, which is what keeps RSS small
         // once the data outgrows a few MB.
+        // NO_META_SYNC: a commit syncs its data pages but not its meta page, which the next
+        // commit's sync (or `sync`) makes durable; the database stays intact on a crash
+        // (LMDB's guarantee for this flag), only the last commit may be undone. pikv can
+        // afford that: what LMDB holds is the applied state, and the entries it derives
+        // from stay in the WAL until LMDB has them durably (see `wal.rs`).
         #[allow(unsafe_code)]
         unsafe {
-            options.flags(heed::EnvFlags::NO_READ_AHEAD);
+            options.flags(heed::EnvFlags::NO_READ_AHEAD | heed::EnvFlags::NO_META_SYNC);
         }
         // SAFETY: heed's conditions for opening a memory map: this process owns the data dir
         // (nothing else modifies data.mdb while it is mapped), pikv keeps read transactions
@@ -163,7 +170,7 @@ impl LmdbStorage {
             nodes: mk(&mut wtxn, "nodes")?,
             ttl: mk(&mut wtxn, "ttl")?,
         };
-        match found {
+        let version = match found {
             Some(record) => format::check_format(&record).map_err(|why| {
                 StorageError::new("check data dir", &dir, StorageErrorKind::Foreign(why))
             })?,
@@ -186,9 +193,12 @@ impl LmdbStorage {
                 dbs.meta
                     .put(&mut wtxn, format::META_FORMAT, &format::format_record())
                     .map_err(|e| io_err("write format record", &dir, e))?;
+                format::FORMAT_VERSION
             }
-        }
+        };
         wtxn.commit().map_err(|e| io_err("commit setup", &dir, e))?;
+        env.force_sync()
+            .map_err(|e| io_err("sync setup", &dir, e))?;
         let data_path = dir.join("data.mdb");
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -211,6 +221,7 @@ impl LmdbStorage {
             dbs,
             path: dir,
             map_bytes,
+            version,
             ahead: Preallocation {
                 file,
                 len: std::sync::atomic::AtomicU64::new(len),
@@ -263,6 +274,53 @@ impl LmdbStorage {
         &self.path
     }
 
+    /// The data format version the data dir had when opened.
+    pub fn format_version(&self) -> u32 {
+        self.version
+    }
+
+    /// Rewrites the format record as `version` (tests make old data dirs with it).
+    #[cfg(test)]
+    pub fn write_format_version(&self, version: u32) -> Result<(), StorageError> {
+        let mut txn = self.begin()?;
+        let mut record = format::format_record();
+        record[8..].copy_from_slice(&version.to_be_bytes());
+        self.dbs
+            .meta
+            .put(&mut txn.txn, format::META_FORMAT, &record)
+            .map_err(|e| self.err("write format record", e))?;
+        txn.commit()?;
+        self.sync()
+    }
+
+    /// The directory of the WAL.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.path.join("raft-wal")
+    }
+
+    /// Makes every commit so far durable (the last one's meta page included).
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.env
+            .force_sync()
+            .map_err(|e| self.err("sync data.mdb", e))
+    }
+
+    /// Removes the log entries after `applied` and records `state`, durably: the log
+    /// database then holds only applied entries (the others are in the WAL). For data dirs
+    /// of format 2, which kept every entry here.
+    pub fn drop_unapplied(&self, state: &RaftState, last: u64) -> Result<(), StorageError> {
+        let mut txn = self.begin()?;
+        if last > state.applied {
+            txn.compact_log(state.applied + 1, last)?;
+        }
+        txn.save_raft_state(state)?;
+        let main = self.dbs.meta;
+        main.put(&mut txn.txn, format::META_FORMAT, &format::format_record())
+            .map_err(|e| self.err("write format record", e))?;
+        txn.commit()?;
+        self.sync()
+    }
+
     /// What the data dir holds: identity, Raft state and the end of the log.
     pub fn recover(&self) -> Result<Recovered, StorageError> {
         let rtxn = self
@@ -311,13 +369,15 @@ impl LmdbStorage {
             }
             None => (0, 0),
         };
-        if raft.applied > last_index || raft.hard_state.commit > last_index {
+        // (The commit index may be past LMDB's log: the entries after the applied index
+        // are in the WAL, and the caller checks the two together.)
+        if raft.applied > last_index {
             return Err(StorageError::new(
                 "check raft state",
                 &self.path,
                 StorageErrorKind::Corrupt(format!(
-                    "applied {} / commit {} beyond the last log entry {last_index}",
-                    raft.applied, raft.hard_state.commit
+                    "applied {} beyond the last log entry {last_index}",
+                    raft.applied
                 )),
             ));
         }
@@ -655,25 +715,6 @@ impl StorageTxn for LmdbTxn<'_> {
             &bytes,
         )
         .map_err(|e| io_err(format!("append log entry {}", entry.index), self.path, e))
-    }
-
-    fn attach_history(&mut self, index: u64, history: &[u8]) -> Result<(), StorageError> {
-        let key = format::log_key(index);
-        let op = || format!("record the events of log entry {index}");
-        let entry = match self
-            .dbs
-            .log
-            .get(&self.txn, &key)
-            .map_err(|e| io_err(op(), self.path, e))?
-        {
-            Some(bytes) => format::decode_entry(index, bytes)?.0,
-            None => return Err(StorageError::corrupt(op(), "the entry is not in the log")),
-        };
-        let bytes = format::encode_entry(&entry, history)?;
-        self.dbs
-            .log
-            .put(&mut self.txn, &key, &bytes)
-            .map_err(|e| io_err(op(), self.path, e))
     }
 
     fn compact_log(&mut self, first: u64, last: u64) -> Result<(), StorageError> {

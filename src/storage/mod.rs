@@ -1,9 +1,11 @@
-//! Durable state: the Raft log, hard state, applied index and the store's tables, in one LMDB
-//! environment (`lmdb.rs` is the only file naming heed types), plus the on-disk format rules.
+//! Durable state: the Raft write-ahead log (`wal.rs`: hard state and the entries not yet
+//! applied), and one LMDB environment (`lmdb.rs`, the only file naming heed types) with the
+//! applied log, the applied index and the store's tables; plus the on-disk format rules.
 
 mod error;
 pub mod format;
 pub mod lmdb;
+pub mod wal;
 
 pub use error::{StorageError, StorageErrorKind};
 pub use format::{Identity, MemberRecord, RaftState};
@@ -11,20 +13,18 @@ pub use format::{Identity, MemberRecord, RaftState};
 use crate::raft::Entry;
 use crate::store::KvWrite;
 
-/// A write transaction of one batch: everything in it becomes durable at `commit`, or nothing.
+/// A write transaction of one batch: everything in it is applied at `commit`, or nothing.
 pub trait StorageTxn: KvWrite {
-    /// Appends (or overwrites) a log entry at its index, with the store's encoded events of
-    /// it (`history`; empty when the entry is not applied in this batch).
+    /// Records an applied log entry at its index, with the store's encoded events of it
+    /// (`history`; empty when it produced none).
     fn append(&mut self, entry: &Entry, history: &[u8]) -> Result<(), StorageError>;
-    /// Records the encoded events of an entry already in the log (applied in a later batch
-    /// than the one that appended it).
-    fn attach_history(&mut self, index: u64, history: &[u8]) -> Result<(), StorageError>;
     /// Removes the log entries `first..=last` (compaction: they are applied and no longer
     /// needed).
     fn compact_log(&mut self, first: u64, last: u64) -> Result<(), StorageError>;
     /// Saves the hard state and the applied index.
     fn save_raft_state(&mut self, state: &RaftState) -> Result<(), StorageError>;
-    /// Makes the transaction durable (one fsync). An error leaves nothing of it on disk.
+    /// Commits the transaction (one fsync; durable once the next commit or
+    /// [`lmdb::LmdbStorage::sync`] has synced too). An error leaves nothing of it.
     fn commit(self) -> Result<(), StorageError>;
 }
 

@@ -104,11 +104,11 @@ fn foreign_newer_damaged_and_non_directory_data_dirs_are_refused() {
     refused_on(shaped.path(), "etcd data dir");
 
     // (b) a newer format: patch the 12-byte format record (every copy LMDB's
-    // copy-on-write left in the file) from version 2 to 9.
+    // copy-on-write left in the file) from version 3 to 9.
     let newer = stopped_pikv();
     let mdb = newer.data_dir().join("member/data.mdb");
     let mut bytes = std::fs::read(&mdb).unwrap();
-    let record = b"pikv-dat\0\0\0\x02";
+    let record = b"pikv-dat\0\0\0\x03";
     let mut patched = 0;
     let mut at = 0;
     while let Some(pos) = bytes[at..].windows(record.len()).position(|w| w == record) {

@@ -1,0 +1,536 @@
+//! The two threads that own the disk, and what they find there at start.
+//!
+//! - The WAL thread makes each Ready's hard state and entries durable (`storage::wal`, one
+//!   `fdatasync`) and reports it to the node thread at once: acknowledgements to the leader,
+//!   votes and a leader's own commit count wait for that one sync and nothing else. It then
+//!   hands the Ready's committed entries to the apply thread.
+//! - The apply thread applies committed entries to LMDB (`batch::apply_batch`), merging
+//!   whatever queued while its previous commit ran into one transaction, and reports the
+//!   results. It lags the WAL by design: LMDB's own syncs are off the path of
+//!   acknowledgements, and a slow commit (an SD card's fsync tail) delays answers, never
+//!   Raft.
+//!
+//! One Ready is with the WAL thread at a time (the core hands out the next after `advance`),
+//! so while one is synced the next accumulates: group commit.
+
+use super::batch::{self, AppliedEntry, BatchOutcome};
+use super::handle::{Status, NO_SPACE_CAUSE};
+use super::Input;
+use crate::raft::{Entry, HardState};
+use crate::storage::lmdb::{LmdbStorage, Recovered};
+use crate::storage::wal::Wal;
+use crate::storage::{format, RaftState, StorageError, StorageErrorKind};
+use crate::store::{V2Error, V2Store};
+use crate::util::clock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+
+/// A Ready's disk work, as the node thread hands it to the WAL thread.
+pub struct WalJob {
+    /// The hard state to persist, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to append.
+    pub entries: Vec<Entry>,
+    /// Entries to apply once the append is durable.
+    pub committed: Vec<Entry>,
+}
+
+struct ApplyJob {
+    committed: Vec<Entry>,
+    hard_state: HardState,
+}
+
+/// The durable Raft log at start: LMDB's applied state with the WAL's hard state and the
+/// entries it holds after the applied index.
+pub struct DurableLog {
+    /// The hard state (the WAL's, which is never older than LMDB's copy) and LMDB's
+    /// applied index.
+    pub raft: RaftState,
+    /// Entries after the applied index, in order.
+    pub tail: Vec<Entry>,
+    /// Index and term of the last entry of the whole log.
+    pub last_index: u64,
+    /// Term of the last entry.
+    pub last_term: u64,
+}
+
+/// Opens the WAL and combines it with what LMDB recovered. A data dir of format 2 (every
+/// entry in LMDB) is converted: its unapplied entries move to the WAL.
+pub fn open_log(
+    storage: &LmdbStorage,
+    recovered: &Recovered,
+) -> Result<(Wal, DurableLog), StorageError> {
+    let wal_dir = storage.wal_dir();
+    let old_format = storage.format_version() < format::FORMAT_VERSION;
+    if !old_format && !wal_dir.exists() && recovered.raft.hard_state.term > 0 {
+        return Err(StorageError::new(
+            "open the write-ahead log",
+            &wal_dir,
+            StorageErrorKind::Corrupt(
+                "the directory is missing: the Raft state and the entries not yet applied \
+                 were in it"
+                    .into(),
+            ),
+        ));
+    }
+    let (mut wal, replay) = Wal::open(&wal_dir)?;
+    let applied = recovered.raft.applied;
+    let mut hard_state = replay.hard_state.unwrap_or(recovered.raft.hard_state);
+    let mut tail: Vec<Entry> = replay
+        .entries
+        .into_iter()
+        .filter(|e| e.index > applied)
+        .collect();
+    if old_format {
+        // Move format 2's unapplied tail (durable, possibly acknowledged) into the WAL
+        // first, then drop it from LMDB and mark the data dir format 3.
+        if tail.is_empty() && recovered.last_index > applied {
+            tail = storage.entries(applied + 1, recovered.last_index)?;
+        }
+        hard_state = recovered.raft.hard_state;
+        wal.append(Some(hard_state), &tail, true)?;
+        storage.drop_unapplied(
+            &RaftState {
+                hard_state,
+                applied,
+            },
+            recovered.last_index,
+        )?;
+        log::info!(
+            "converted {} to data format {} (write-ahead log in {})",
+            storage.path().display(),
+            format::FORMAT_VERSION,
+            wal_dir.display()
+        );
+    }
+    if let Some(first) = tail.first() {
+        if first.index != applied + 1 {
+            return Err(StorageError::new(
+                "replay the write-ahead log",
+                &wal_dir,
+                StorageErrorKind::Corrupt(format!(
+                    "it resumes at entry {} but entry {} is the next to apply",
+                    first.index,
+                    applied + 1
+                )),
+            ));
+        }
+    }
+    let (last_index, last_term) = match tail.last() {
+        Some(e) => (e.index, e.term),
+        None if recovered.last_index == applied => (applied, recovered.last_term),
+        None => match storage.entries(applied, applied)?.first() {
+            Some(e) => (applied, e.term),
+            None if applied == 0 => (0, 0),
+            None => {
+                return Err(StorageError::corrupt(
+                    "read the last applied entry",
+                    format!("entry {applied} is missing"),
+                ))
+            }
+        },
+    };
+    // A commit index written without a sync may be older than what LMDB applied.
+    hard_state.commit = hard_state.commit.max(applied).min(last_index);
+    Ok((
+        wal,
+        DurableLog {
+            raft: RaftState {
+                hard_state,
+                applied,
+            },
+            tail,
+            last_index,
+            last_term,
+        },
+    ))
+}
+
+/// What the WAL thread starts from.
+pub struct WalThread {
+    /// The open WAL.
+    pub wal: Wal,
+    /// The last durable entry's index.
+    pub durable: u64,
+    /// The hard state durable now.
+    pub hard_state: HardState,
+    /// Counters.
+    pub status: Arc<Status>,
+    /// The applied index LMDB holds durably (the apply thread moves it): WAL segments at or
+    /// below it may go.
+    pub lmdb_durable: Arc<AtomicU64>,
+}
+
+/// Starts the WAL and apply threads; returns where the node thread sends its Readys.
+pub fn spawn(
+    wal: WalThread,
+    apply: ApplyThread,
+    node: Sender<Input>,
+) -> Result<Sender<WalJob>, StorageError> {
+    let (job_tx, job_rx) = mpsc::channel::<WalJob>();
+    let (apply_tx, apply_rx) = mpsc::channel::<ApplyJob>();
+    let node2 = node.clone();
+    spawn_named("apply", move || apply.run(apply_rx, node2))?;
+    spawn_named("wal", move || wal.run(job_rx, apply_tx, node))?;
+    Ok(job_tx)
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StorageError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|e| {
+            StorageError::new(
+                format!("start {name} thread"),
+                "",
+                StorageErrorKind::Io(e.to_string()),
+            )
+        })
+}
+
+impl WalThread {
+    fn run(mut self, jobs: Receiver<WalJob>, apply: Sender<ApplyJob>, node: Sender<Input>) {
+        for job in jobs {
+            // etcd's rule: a changed commit index alone needs no sync (it is learned again
+            // from the leader); entries, a term and a vote do.
+            let must_sync = !job.entries.is_empty()
+                || job.hard_state.is_some_and(|hs| {
+                    hs.term != self.hard_state.term || hs.vote != self.hard_state.vote
+                });
+            let written = self.wal.append(job.hard_state, &job.entries, must_sync);
+            if let Err(e) = written {
+                let _ = node.send(Input::Durable(Err(e)));
+                return;
+            }
+            if let Some(hs) = job.hard_state {
+                self.hard_state = hs;
+            }
+            if let Some(last) = job.entries.last() {
+                self.durable = last.index;
+            }
+            if must_sync {
+                self.status.batches.fetch_add(1, Ordering::Relaxed);
+                self.status
+                    .entries
+                    .fetch_add(job.entries.len() as u64, Ordering::Relaxed);
+            }
+            if let Err(e) = self.wal.release(self.lmdb_durable.load(Ordering::SeqCst)) {
+                log::warn!("{e}");
+            }
+            if node.send(Input::Durable(Ok(self.durable))).is_err() {
+                return;
+            }
+            if !job.committed.is_empty() {
+                let job = ApplyJob {
+                    committed: job.committed,
+                    hard_state: self.hard_state,
+                };
+                if apply.send(job).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What the apply thread owns.
+pub struct ApplyThread {
+    /// The open data dir.
+    pub storage: Arc<LmdbStorage>,
+    /// The state machine.
+    pub store: Arc<V2Store>,
+    /// Counters.
+    pub status: Arc<Status>,
+    /// What LMDB holds.
+    pub state: RaftState,
+    /// First index still in LMDB's log.
+    pub first_index: u64,
+    /// `--snapshot-count`.
+    pub snapshot_count: u64,
+    /// The member is the whole cluster: no follower can need old entries.
+    pub single: bool,
+    /// Report apply results before each commit (see `NodeParts::early_answers`).
+    pub early_answers: bool,
+    /// See [`WalThread::lmdb_durable`].
+    pub lmdb_durable: Arc<AtomicU64>,
+}
+
+impl ApplyThread {
+    fn run(mut self, jobs: Receiver<ApplyJob>, node: Sender<Input>) {
+        while let Ok(first) = jobs.recv() {
+            let mut committed = first.committed;
+            let mut hard_state = first.hard_state;
+            while let Ok(more) = jobs.try_recv() {
+                committed.extend(more.committed);
+                hard_state = more.hard_state;
+            }
+            let outcome = self.apply(&committed, hard_state, &node);
+            let failed = outcome.is_err();
+            if node.send(Input::Applied(outcome)).is_err() || failed {
+                return;
+            }
+        }
+        // The node stopped: make the last commit durable too, so a restart replays nothing.
+        if let Err(e) = self.storage.sync() {
+            log::warn!("{e}");
+        }
+    }
+
+    fn apply(
+        &mut self,
+        committed: &[Entry],
+        hard_state: HardState,
+        node: &Sender<Input>,
+    ) -> Result<BatchOutcome, StorageError> {
+        let mut outcome = self.apply_once(committed, hard_state, node);
+        if outcome.as_ref().is_err_and(StorageError::is_map_full) {
+            self.make_room(hard_state);
+            outcome = self.apply_once(committed, hard_state, node);
+        }
+        if outcome.as_ref().is_err_and(StorageError::is_map_full) {
+            outcome = self.apply_one_by_one(committed, hard_state, node);
+        }
+        outcome
+    }
+
+    fn apply_once(
+        &mut self,
+        committed: &[Entry],
+        hard_state: HardState,
+        node: &Sender<Input>,
+    ) -> Result<BatchOutcome, StorageError> {
+        let maint = self.maintenance();
+        let mut early = |results| {
+            let _ = node.send(Input::AppliedEarly(results));
+        };
+        let before = self.state.applied;
+        let outcome = batch::apply_batch(
+            &*self.storage,
+            &self.store,
+            committed,
+            hard_state,
+            &mut self.state,
+            maint,
+            self.early_answers
+                .then_some(&mut early as batch::EarlyResults<'_>),
+        )?;
+        // With NO_META_SYNC a commit is durable once the next one has synced.
+        self.lmdb_durable.store(before, Ordering::SeqCst);
+        if let Some((_, last)) = maint.compact {
+            self.first_index = last + 1;
+        }
+        if self.first_index == 0 {
+            self.first_index = committed.first().map_or(0, |e| e.index);
+        }
+        self.update_used();
+        Ok(outcome)
+    }
+
+    // The map is full even after giving room back: each entry on its own, and one that
+    // still does not fit is recorded applied with etcd's no-space error as its result (the
+    // client's write is refused; the log moves on).
+    fn apply_one_by_one(
+        &mut self,
+        committed: &[Entry],
+        hard_state: HardState,
+        node: &Sender<Input>,
+    ) -> Result<BatchOutcome, StorageError> {
+        let mut results: Vec<AppliedEntry> = Vec::new();
+        let mut applied_sync = false;
+        for entry in committed {
+            if entry.index <= self.state.applied {
+                continue;
+            }
+            match self.apply_once(std::slice::from_ref(entry), hard_state, node) {
+                Ok(o) => {
+                    applied_sync |= o.applied_sync;
+                    results.extend(o.results);
+                }
+                Err(e) if e.is_map_full() => {
+                    log::warn!("{e}; the write at log index {} is refused", entry.index);
+                    self.status.batches_map_full.fetch_add(1, Ordering::Relaxed);
+                    let refusal = V2Error::new(300, NO_SPACE_CAUSE, 0);
+                    results.push(batch::refuse_entry(
+                        &*self.storage,
+                        entry,
+                        hard_state,
+                        &mut self.state,
+                        refusal,
+                    )?);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let view = self.storage.read()?;
+        Ok(BatchOutcome {
+            applied_index: self.state.applied,
+            results,
+            next_expiration: V2Store::next_expiration(&view)?,
+            applied_sync,
+            clock: V2Store::clock(&view)?,
+        })
+    }
+
+    fn update_used(&self) {
+        match self.storage.used_bytes() {
+            Ok(used) => self.status.used_bytes.store(used, Ordering::SeqCst),
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+
+    // Near the quota the retained log tail is the easiest space to give back: a single
+    // member has no follower that could still need it, so everything applied can go. (A
+    // cluster will need a snapshot for followers behind the compacted log instead.)
+    // A full map fails the whole batch, housekeeping included: give space back in a
+    // transaction of its own, so the next batch can succeed.
+    fn make_room(&mut self, hard_state: HardState) {
+        let maint = batch::Maintenance {
+            compact: self.urgent_compaction(self.state.applied),
+            clock: None,
+        };
+        match batch::apply_batch(
+            &*self.storage,
+            &self.store,
+            &[],
+            hard_state,
+            &mut self.state,
+            maint,
+            None,
+        ) {
+            Ok(_) => {
+                if let Some((_, last)) = maint.compact {
+                    self.first_index = last + 1;
+                }
+                self.update_used();
+            }
+            Err(e) => log::warn!("cannot make room in the full map: {e}"),
+        }
+    }
+
+    // Near the quota everything applied goes, the events in those records with it: with
+    // large values even a few events can hold more than the user's own data. Watchers keep
+    // the in-memory history; only a restart then answers older waitIndexes with 401.
+    // In a cluster a short tail stays, so that a restarted member can still feed followers
+    // that lag a little.
+    fn urgent_compaction(&self, last: u64) -> Option<(u64, u64)> {
+        let keep = if self.single { 1 } else { 1_000 };
+        let end = last.saturating_sub(keep);
+        (self.first_index > 0 && end >= self.first_index).then_some((self.first_index, end))
+    }
+
+    fn maintenance(&self) -> batch::Maintenance {
+        let used = self.status.used_bytes.load(Ordering::SeqCst);
+        let pressure = used > self.storage.map_bytes() / 10 * 7;
+        let last = self.state.applied;
+        let regular = batch::compaction_range(self.first_index, last, self.snapshot_count);
+        let urgent = pressure.then(|| self.urgent_compaction(last)).flatten();
+        // The clock as the node thread last published it: its line (cluster time against
+        // the monotonic clock) is what a restart continues.
+        let clock = self
+            .status
+            .clock
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .map(|c| c.anchor_at(clock::boot_id(), clock::monotonic_nanos()));
+        batch::Maintenance {
+            compact: regular.or(urgent),
+            clock,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::Payload;
+    use crate::storage::{Storage, StorageTxn};
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            term,
+            index,
+            payload: Payload::Empty,
+        }
+    }
+
+    #[test]
+    fn a_format_2_data_dir_moves_its_unapplied_entries_to_the_wal() {
+        let dir = std::env::temp_dir().join(format!("pikv-disk-v2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let hard_state = HardState {
+            term: 2,
+            vote: 7,
+            commit: 4,
+        };
+        {
+            // What format 2 left: every entry in LMDB, the hard state beside the applied index.
+            let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+            let mut txn = storage.begin().unwrap();
+            for i in 1..=5 {
+                txn.append(&entry(if i < 4 { 1 } else { 2 }, i), &[])
+                    .unwrap();
+            }
+            txn.save_raft_state(&RaftState {
+                hard_state,
+                applied: 3,
+            })
+            .unwrap();
+            txn.commit().unwrap();
+            storage.write_format_version(2).unwrap();
+            std::fs::remove_dir_all(storage.wal_dir()).ok();
+        }
+        for round in ["converted", "reopened"] {
+            let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+            let expect_version = if round == "converted" { 2 } else { 3 };
+            assert_eq!(storage.format_version(), expect_version, "{round}");
+            let recovered = storage.recover().unwrap();
+            let (_, log) = open_log(&storage, &recovered).unwrap();
+            assert_eq!(log.raft.applied, 3, "{round}");
+            assert_eq!(log.raft.hard_state, hard_state, "{round}");
+            assert_eq!(log.tail, vec![entry(2, 4), entry(2, 5)], "{round}");
+            assert_eq!((log.last_index, log.last_term), (5, 2), "{round}");
+            // LMDB keeps the applied entries only.
+            let in_lmdb: Vec<u64> = storage
+                .entries(1, 10)
+                .unwrap()
+                .iter()
+                .map(|e| e.index)
+                .collect();
+            assert_eq!(in_lmdb, vec![1, 2, 3], "{round}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_wal_is_refused_once_the_data_dir_has_one() {
+        let dir = std::env::temp_dir().join(format!("pikv-disk-nowal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+            let recovered = storage.recover().unwrap();
+            open_log(&storage, &recovered).unwrap();
+            // A member that voted once (LMDB keeps a copy of the hard state).
+            let mut txn = storage.begin().unwrap();
+            txn.save_raft_state(&RaftState {
+                hard_state: HardState {
+                    term: 1,
+                    vote: 1,
+                    commit: 0,
+                },
+                applied: 0,
+            })
+            .unwrap();
+            txn.commit().unwrap();
+            std::fs::remove_dir_all(storage.wal_dir()).unwrap();
+        }
+        let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+        let recovered = storage.recover().unwrap();
+        let err = open_log(&storage, &recovered).err().expect("refused");
+        assert!(err.to_string().contains("raft-wal"), "{err}");
+        assert!(err.to_string().contains("missing"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
