@@ -466,9 +466,7 @@ impl Node {
         if now < self.next_tick {
             return;
         }
-        if self.raft.role() == Role::Leader {
-            self.raft.set_clock(self.cluster.now());
-        }
+        self.raft.set_clock(self.cluster.now());
         self.raft.tick();
         // After a long stall (the process was stopped) one tick is counted, not a burst:
         // a burst would expire every timer at once.
@@ -496,10 +494,11 @@ impl Node {
 
     fn handle(&mut self, input: Input) -> Result<bool, StorageError> {
         // Heartbeats also go out between ticks (a ReadIndex round): they carry the clock as
-        // it is now, not as it was at the last tick.
-        if self.raft.role() == Role::Leader {
-            self.raft.set_clock(self.cluster.now());
-        }
+        // it is now, not as it was at the last tick. Set on every member: a vote won while
+        // handling this input sends appends at once, and they carry the time the new
+        // leader is about to lead with (followers that never heard the old leader's time
+        // take it from them).
+        self.raft.set_clock(self.cluster.now());
         match input {
             Input::Propose { command, reply } => self.propose(command, reply),
             Input::ReadIndex { reply } => self.read_index(reply),

@@ -129,6 +129,10 @@ pub enum MessageBody {
         entries: Vec<Entry>,
         /// The leader's commit index.
         commit: u64,
+        /// The leader's cluster time, as in [`MessageBody::Heartbeat`]: a member that
+        /// received entries from a leader knows that leader's time, so that it cannot lead
+        /// later on a time of its own (a fresh member's wall clock, days off).
+        clock: u64,
     },
     /// The follower's log matches the leader's up to `match_index`, durably.
     AppendAccepted {

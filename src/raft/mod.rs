@@ -576,8 +576,10 @@ impl Raft {
                 prev_term,
                 entries,
                 commit,
+                clock,
             } => {
                 if self.follow(from) {
+                    self.leader_clock = self.leader_clock.max(clock);
                     self.handle_append(from, m.term, prev_index, prev_term, entries, commit);
                 }
             }

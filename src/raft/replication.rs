@@ -101,6 +101,7 @@ impl Raft {
                 prev_term,
                 entries,
                 commit,
+                clock: self.clock,
             },
         );
         true

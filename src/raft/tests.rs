@@ -518,6 +518,7 @@ fn an_append_is_acknowledged_only_after_its_entries_are_durable() {
         prev_term: 0,
         entries: entries_of_terms(&[1, 1]),
         commit: 0,
+        clock: 0,
     };
     raft.step(msg(1, 2, 1, append));
     assert!(raft.take_messages().is_empty());
@@ -546,6 +547,7 @@ fn an_acknowledgement_of_entries_overwritten_before_they_were_durable_is_dropped
             prev_term: 0,
             entries: entries_of_terms(&[1, 1]),
             commit: 0,
+            clock: 0,
         },
     ));
     // A newer leader overwrites entry 2 before any of it was handed out.
@@ -560,6 +562,7 @@ fn an_acknowledgement_of_entries_overwritten_before_they_were_durable_is_dropped
             prev_term: 1,
             entries: newer,
             commit: 0,
+            clock: 0,
         },
     ));
     let out = drive(&mut raft);
@@ -662,6 +665,7 @@ fn a_short_follower_hints_its_last_index() {
             prev_term: 2,
             entries: Vec::new(),
             commit: 0,
+            clock: 0,
         },
     ));
     assert_eq!(
@@ -1028,6 +1032,7 @@ fn malformed_and_stale_messages_are_ignored_or_answered() {
                 prev_term: 1,
                 entries,
                 commit: u64::MAX,
+                clock: 0,
             },
         ));
     }
@@ -1043,6 +1048,7 @@ fn malformed_and_stale_messages_are_ignored_or_answered() {
             prev_term: 1,
             entries: Vec::new(),
             commit: u64::MAX,
+            clock: 0,
         },
     ));
     f.step(msg(
@@ -1124,6 +1130,7 @@ fn messages_round_trip_through_bincode_and_garbage_never_panics() {
             prev_term: 2,
             entries: entries_of_terms(&[1, 2]),
             commit: 1,
+            clock: 0,
         },
     );
     let bytes = bincode::encode_to_vec(&m, cfg).unwrap();
@@ -1229,6 +1236,7 @@ fn random_messages_never_panic_or_break_invariants() {
                     prev_term: num(&mut prng),
                     entries,
                     commit: num(&mut prng),
+                    clock: 0,
                 },
                 5 => MessageBody::AppendAccepted {
                     match_index: num(&mut prng),

@@ -293,6 +293,7 @@ mod tests {
                     })
                     .collect(),
                 commit: u64::MAX,
+                clock: u64::MAX,
             },
         }
     }
@@ -393,7 +394,7 @@ mod tests {
         // claims 4 GiB: count 1, from 1, to 2, term 3, Append (variant 4), prev 0 0, ...
         let head = [1u8, 1, 2, 3, 4, 0, 0];
         let mut fine = head.to_vec();
-        fine.extend_from_slice(&[1, 1, 1, 1, 1, 0xAB, 9]); // one byte of data, commit 9
+        fine.extend_from_slice(&[1, 1, 1, 1, 1, 0xAB, 9, 7]); // one byte of data, commit 9, clock 7
         assert_eq!(decode_messages(&fine).unwrap()[0].body.kind(), "Append");
         let mut entries = head.to_vec();
         entries.push(253);

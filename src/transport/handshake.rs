@@ -13,8 +13,8 @@ use bincode::{Decode, Encode};
 /// The first four bytes of every `Hello`: this is a pikv peer, not a stray client.
 pub const MAGIC: [u8; 4] = *b"pikv";
 /// The peer protocol this build speaks: frames of bincode `Vec<Message>` after a `Hello`.
-/// Bump it when the message encoding changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bump it when the message encoding changes (2: appends carry the leader's cluster time).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The longest refusal reason sent or accepted, in bytes: enough for one log line.
 pub const REASON_BYTES_MAX: usize = 256;
 /// The largest handshake payload either side reads. Checked before anything is allocated,
@@ -254,13 +254,16 @@ mod tests {
     #[test]
     fn other_protocols_and_strangers_are_told_apart() {
         let mut h = Hello::new(0xc1, 0xa1, 0xa0);
-        h.protocol = 2;
+        h.protocol = PROTOCOL_VERSION + 1;
         let mut payload = h.encode();
         // A later protocol may add fields: the version is still reported.
         payload.extend_from_slice(&[1, 2, 3]);
         assert_eq!(
             Hello::decode(&payload),
-            Err("peer speaks pikv peer protocol 2, this member speaks 1".into())
+            Err(format!(
+                "peer speaks pikv peer protocol {}, this member speaks {PROTOCOL_VERSION}",
+                PROTOCOL_VERSION + 1
+            ))
         );
         let err = Hello::decode(b"GET / HTTP/1.1\r\n").unwrap_err();
         assert!(err.starts_with("not a pikv peer"), "{err}");

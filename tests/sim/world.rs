@@ -598,15 +598,14 @@ impl World {
         self.cluster_origin.map(|o| o + self.now * NS_PER_MS)
     }
 
-    /// The node thread's `set_clock` before a tick or any input: a leader's heartbeats carry
-    /// its clock as it is.
+    /// The node thread's `set_clock` before a tick or any input: a leader's heartbeats and
+    /// appends carry its clock as it is, and so do the first appends of a member that has
+    /// just won an election (the time it is about to lead with).
     fn set_leader_clock(&mut self, i: usize) {
         let mono = self.members[i].clock.mono(self.now);
         let m = &mut self.members[i];
         if let (Some(raft), Some(cluster)) = (m.raft.as_mut(), &m.clock.cluster) {
-            if raft.role() == Role::Leader {
-                raft.set_clock(cluster.now_at(mono));
-            }
+            raft.set_clock(cluster.now_at(mono));
         }
     }
 

@@ -116,6 +116,7 @@ fn append(from: NodeId, to: NodeId, data_bytes: usize) -> Message {
                 payload: Payload::Command(vec![7; data_bytes]),
             }],
             commit: 0,
+            clock: 0,
         },
     }
 }
