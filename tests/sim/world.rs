@@ -5,9 +5,12 @@
 //! The driver follows the Ready contract as the node thread will: it sends a Ready's
 //! messages at once, hands the hard state, entries and committed entries to a simulated
 //! fsync that completes after a delay drawn from the seed, and only then applies them to the
-//! disk — in one atomic step, as LMDB's single transaction does — and calls `advance`. A crash
-//! throws away the core and any write not yet complete; a restart builds a new core from the
-//! disk alone. So a member keeps exactly what it had reported durable.
+//! disk — in one atomic step, as LMDB's single transaction did — and calls `advance`; or,
+//! with `apply_lag_ms` (half the swarm seeds), as pikv's node does now: `advance` once the
+//! log write is durable, the committed entries applied later in order and reported with
+//! `applied_to`. A crash throws away the core and any write or apply not yet complete; a
+//! restart builds a new core from the disk alone. So a member keeps exactly what it had
+//! reported durable.
 
 use crate::clocks::{self, ClockOptions, MemberClock, DAY, NS_PER_MS};
 use crate::invariants::{Checker, Violation};
@@ -49,6 +52,12 @@ pub struct Options {
     pub fsync_slow_ms: u64,
     /// Writes that fail (the disk is full): the driver reports `persist_failed`.
     pub persist_fail_per_mille: u64,
+    /// Apply behind the log, as pikv's node does (a WAL thread, then an apply thread): 0
+    /// applies committed entries in the write that makes them durable; otherwise each
+    /// Ready's committed entries are applied up to this many ms after it was reported
+    /// durable, in order, and reported with `applied_to`. A failed write then stops the
+    /// member (as the node does), instead of `persist_failed`.
+    pub apply_lag_ms: u64,
     /// Mean time between crashes (0: none), and the longest a member stays down.
     pub crash_every_ms: u64,
     /// See `crash_every_ms`.
@@ -128,6 +137,7 @@ impl Options {
             fsync_slow_per_mille: pick(&[0, 20]),
             fsync_slow_ms: 200,
             persist_fail_per_mille: pick(&[0, 0, 0, 20]),
+            apply_lag_ms: pick(&[0, 0, 3, 15]),
             crash_every_ms: pick(&[0, 100, 300, 1000]),
             down_max_ms: pick(&[50, 400]),
             partition_every_ms: pick(&[0, 200, 600]),
@@ -168,6 +178,7 @@ impl Options {
             fsync_slow_per_mille: 0,
             fsync_slow_ms: 0,
             persist_fail_per_mille: 0,
+            apply_lag_ms: 0,
             crash_every_ms: pick(&[0, 300, 1000]),
             down_max_ms: pick(&[50, 400]),
             partition_every_ms: pick(&[0, 600]),
@@ -220,6 +231,7 @@ impl Options {
             fsync_slow_per_mille: 0,
             fsync_slow_ms: 0,
             persist_fail_per_mille: 0,
+            apply_lag_ms: 0,
             crash_every_ms: 0,
             down_max_ms: 0,
             partition_every_ms: 0,
@@ -274,6 +286,9 @@ struct Member {
     raft: Option<Raft>,
     disk: Disk,
     write: Option<Write>,
+    /// Committed entries waiting for the apply thread (`apply_lag_ms`), with when each
+    /// batch is applied.
+    applies: VecDeque<(u64, Vec<Entry>)>,
     next_tick_at: u64,
     down_until: u64,
     boots: u64,
@@ -524,6 +539,7 @@ impl World {
                 raft: None,
                 disk: Disk::default(),
                 write: None,
+                applies: VecDeque::new(),
                 next_tick_at: 0,
                 down_until: 0,
                 boots: 0,
@@ -800,6 +816,10 @@ impl World {
                 self.pump(i)?;
                 self.after_event(i)?;
             }
+            if self.members[i].raft.is_some() && self.complete_applies(i)? {
+                self.pump(i)?;
+                self.after_event(i)?;
+            }
             if self.members[i].next_tick_at <= self.now && !self.driver_blocked(i) {
                 self.members[i].next_tick_at = self.now + self.opts.tick_ms;
                 let id = self.members[i].id;
@@ -957,6 +977,11 @@ impl World {
         if self.faults && self.prng.chance(self.opts.persist_fail_per_mille, 1000) {
             self.stats.persist_failures += 1;
             self.trace.push(self.now, Event::PersistFailed(id));
+            if self.opts.apply_lag_ms > 0 {
+                // The node stops on a failed log write (its applies may be in flight).
+                self.crash(i);
+                return Ok(());
+            }
             if let Some(raft) = self.members[i].raft.as_mut() {
                 raft.persist_failed();
             }
@@ -1015,8 +1040,67 @@ impl World {
             disk.log.truncate(keep as usize);
             disk.log.extend(ready.entries.iter().cloned());
         }
+        if self.opts.apply_lag_ms > 0 {
+            // The log write is durable: report it, and apply behind it, in order.
+            let p = self.persisted(i);
+            if let Some(raft) = self.members[i].raft.as_mut() {
+                raft.advance(p);
+            }
+            if !ready.committed_entries.is_empty() {
+                let lag = self.prng.between(0, self.opts.apply_lag_ms);
+                let m = &mut self.members[i];
+                let at = m.applies.back().map_or(0, |(t, _)| *t).max(self.now + lag);
+                m.applies.push_back((at, ready.committed_entries));
+            }
+            return Ok(());
+        }
+        self.apply_committed(i, &ready.committed_entries)?;
+        let p = self.persisted(i);
+        if let Some(raft) = self.members[i].raft.as_mut() {
+            raft.advance(p);
+        }
+        self.observe_store_clock(i);
+        Ok(())
+    }
+
+    /// The apply thread's batches that are due (`apply_lag_ms`): applied, then reported with
+    /// `applied_to`.
+    fn complete_applies(&mut self, i: usize) -> Result<bool, Violation> {
+        let mut any = false;
+        while let Some((at, _)) = self.members[i].applies.front() {
+            if *at > self.now {
+                break;
+            }
+            let Some((_, entries)) = self.members[i].applies.pop_front() else {
+                break;
+            };
+            self.apply_committed(i, &entries)?;
+            let applied = self.members[i].disk.applied;
+            if let Some(raft) = self.members[i].raft.as_mut() {
+                raft.applied_to(applied);
+            }
+            self.observe_store_clock(i);
+            any = true;
+        }
+        Ok(any)
+    }
+
+    // The node's on_persisted: the cluster time the store recorded.
+    fn observe_store_clock(&mut self, i: usize) {
+        let mono = self.members[i].clock.mono(self.now);
+        let m = &mut self.members[i];
+        if let Some(cluster) = m.clock.cluster.as_mut() {
+            cluster.observe_at(m.disk.cluster_clock, mono);
+        }
+    }
+
+    /// Applies committed entries to member `i`'s disk, checking they are durable, in order
+    /// and committed.
+    fn apply_committed(&mut self, i: usize, committed: &[Entry]) -> Result<(), Violation> {
+        let id = self.members[i].id;
+        let bad = |detail: String| Violation::Member { member: id, detail };
         let term = self.members[i].raft.as_ref().map_or(0, Raft::term);
-        for e in &ready.committed_entries {
+        for e in committed {
             let disk = &self.members[i].disk;
             if e.index != disk.applied + 1 {
                 return Err(bad(format!(
@@ -1052,16 +1136,6 @@ impl World {
                 disk.cluster_clock = disk.cluster_clock.max(t);
             }
             disk.applied = e.index;
-        }
-        let p = self.persisted(i);
-        if let Some(raft) = self.members[i].raft.as_mut() {
-            raft.advance(p);
-        }
-        // The node's on_persisted: the cluster time the store recorded.
-        let mono = self.members[i].clock.mono(self.now);
-        let m = &mut self.members[i];
-        if let Some(cluster) = m.clock.cluster.as_mut() {
-            cluster.observe_at(m.disk.cluster_clock, mono);
         }
         Ok(())
     }
@@ -1198,6 +1272,7 @@ impl World {
         let m = &mut self.members[i];
         m.raft = None;
         m.write = None;
+        m.applies.clear();
         m.read_states.clear();
         m.down_until = self.now + down;
         // Term and commit are only durable once written: a restart may resume below what
