@@ -36,9 +36,13 @@ pub struct WalJob {
     pub committed: Vec<Entry>,
 }
 
-struct ApplyJob {
-    committed: Vec<Entry>,
-    hard_state: HardState,
+/// Committed entries for the apply thread: from the WAL thread once its write made them
+/// durable, or straight from the node thread when they are durable already.
+pub struct ApplyJob {
+    /// Entries to apply, in order.
+    pub committed: Vec<Entry>,
+    /// The newest hard state (LMDB keeps a copy beside the applied index).
+    pub hard_state: HardState,
 }
 
 /// The durable Raft log at start: LMDB's applied state with the WAL's hard state and the
@@ -162,18 +166,20 @@ pub struct WalThread {
     pub lmdb_durable: Arc<AtomicU64>,
 }
 
-/// Starts the WAL and apply threads; returns where the node thread sends its Readys.
+/// Starts the WAL and apply threads; returns where the node thread sends its Readys and
+/// where it sends committed entries that need no log write.
 pub fn spawn(
     wal: WalThread,
     apply: ApplyThread,
     node: Sender<Input>,
-) -> Result<Sender<WalJob>, StorageError> {
+) -> Result<(Sender<WalJob>, Sender<ApplyJob>), StorageError> {
     let (job_tx, job_rx) = mpsc::channel::<WalJob>();
     let (apply_tx, apply_rx) = mpsc::channel::<ApplyJob>();
     let node2 = node.clone();
+    let direct = apply_tx.clone();
     spawn_named("apply", move || apply.run(apply_rx, node2))?;
     spawn_named("wal", move || wal.run(job_rx, apply_tx, node))?;
-    Ok(job_tx)
+    Ok((job_tx, direct))
 }
 
 fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StorageError> {
@@ -219,9 +225,8 @@ impl WalThread {
             if let Err(e) = self.wal.release(self.lmdb_durable.load(Ordering::SeqCst)) {
                 log::warn!("{e}");
             }
-            if node.send(Input::Durable(Ok(self.durable))).is_err() {
-                return;
-            }
+            // To the apply thread first: the node, once told, may send later committed
+            // entries there directly, and those must queue behind these.
             if !job.committed.is_empty() {
                 let job = ApplyJob {
                     committed: job.committed,
@@ -230,6 +235,9 @@ impl WalThread {
                 if apply.send(job).is_err() {
                     return;
                 }
+            }
+            if node.send(Input::Durable(Ok(self.durable))).is_err() {
+                return;
             }
         }
     }

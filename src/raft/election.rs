@@ -106,7 +106,13 @@ impl Raft {
         self.hard_state.vote = self.id;
         // Our own vote counts only once the new term and vote are durable: a member that
         // crashed before that could vote again in this term after restarting.
-        self.send_durable(self.id, MessageBody::VoteResponse { granted: true });
+        self.send_durable(
+            self.id,
+            MessageBody::VoteResponse {
+                granted: true,
+                clock: self.vote_clock(),
+            },
+        );
         let transfer = kind == Campaign::Transfer;
         for peer in peers {
             self.send(
@@ -146,9 +152,22 @@ impl Raft {
                 self.hard_state.vote = from;
                 // Granting restarts the timer: the candidate gets its chance to win.
                 self.election_elapsed = 0;
-                self.send_durable(from, MessageBody::VoteResponse { granted: true });
+                let clock = self.vote_clock();
+                self.send_durable(
+                    from,
+                    MessageBody::VoteResponse {
+                        granted: true,
+                        clock,
+                    },
+                );
             }
-            (false, false) => self.send(from, MessageBody::VoteResponse { granted: false }),
+            (false, false) => self.send(
+                from,
+                MessageBody::VoteResponse {
+                    granted: false,
+                    clock: 0,
+                },
+            ),
         }
     }
 

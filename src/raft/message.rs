@@ -118,6 +118,10 @@ pub enum MessageBody {
     VoteResponse {
         /// Whether the vote is granted.
         granted: bool,
+        /// The voter's cluster time if a leader ever set it (0: its clock is provisional,
+        /// or the vote is refused): a candidate whose own clock is provisional leads on
+        /// the newest of its voters' times, not on its own wall clock.
+        clock: u64,
     },
     /// The leader's AppendEntries (Raft §5.3).
     Append {

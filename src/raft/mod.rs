@@ -202,6 +202,9 @@ pub struct Raft {
     read_states: Vec<ReadState>,
     /// The cluster time this member sends in its heartbeats as leader (the driver's).
     clock: u64,
+    /// Whether `clock` was ever set by a leader (this member's or another's): only such a
+    /// time goes into vote answers.
+    clock_established: bool,
     /// The highest cluster time a leader's heartbeat carried.
     leader_clock: u64,
     /// Forwarded requests this leader appended in its term, oldest first (bounded): a
@@ -263,6 +266,7 @@ impl Raft {
             reads_awaiting_commit: Vec::new(),
             read_states: Vec::new(),
             clock: 0,
+            clock_established: false,
             leader_clock: 0,
             forwarded_seen: VecDeque::new(),
             forwarded_set: std::collections::BTreeSet::new(),
@@ -456,10 +460,22 @@ impl Raft {
         }
     }
 
-    /// The cluster time a leader sends with its heartbeats. The core only carries it: time
-    /// stays the driver's business.
-    pub fn set_clock(&mut self, clock: u64) {
+    /// The cluster time this member sends with its heartbeats and appends (a member that
+    /// wins an election sends the time it is about to lead with), and, when `established`
+    /// (a leader set it), with its votes: see [`MessageBody::VoteResponse`]. The core only
+    /// carries it: time stays the driver's business.
+    pub fn set_clock(&mut self, clock: u64, established: bool) {
         self.clock = clock;
+        self.clock_established = established;
+    }
+
+    /// What a vote answer carries of this member's clock.
+    pub(super) fn vote_clock(&self) -> u64 {
+        if self.clock_established {
+            self.clock
+        } else {
+            0
+        }
     }
 
     /// The highest cluster time heard in a leader's heartbeat (0 before any).
@@ -566,8 +582,11 @@ impl Raft {
                     self.poll(from, granted);
                 }
             }
-            MessageBody::VoteResponse { granted } => {
+            MessageBody::VoteResponse { granted, clock } => {
                 if self.role == Role::Candidate {
+                    if granted {
+                        self.leader_clock = self.leader_clock.max(clock);
+                    }
                     self.poll(from, granted);
                 }
             }
@@ -895,7 +914,7 @@ impl Raft {
                 self.msgs.push(m);
                 continue;
             }
-            if let MessageBody::VoteResponse { granted } = m.body {
+            if let MessageBody::VoteResponse { granted, .. } = m.body {
                 if self.role == Role::Candidate && m.term == self.term() {
                     self.poll(self.id, granted);
                 }

@@ -418,7 +418,15 @@ fn votes_go_only_to_logs_at_least_as_up_to_date() {
     assert_eq!(raft.hard_state().vote, 0, "older last term");
     assert_eq!(
         raft.take_messages(),
-        vec![msg(2, 1, 3, MessageBody::VoteResponse { granted: false })]
+        vec![msg(
+            2,
+            1,
+            3,
+            MessageBody::VoteResponse {
+                granted: false,
+                clock: 0
+            }
+        )]
     );
     raft.step(ask(2, 2));
     assert_eq!(raft.hard_state().vote, 0, "shorter log, same last term");
@@ -475,7 +483,15 @@ fn a_vote_is_granted_only_after_the_vote_is_reported_durable() {
     });
     assert_eq!(
         raft.take_messages(),
-        vec![msg(2, 1, 1, MessageBody::VoteResponse { granted: true })]
+        vec![msg(
+            2,
+            1,
+            1,
+            MessageBody::VoteResponse {
+                granted: true,
+                clock: 0
+            }
+        )]
     );
 }
 
@@ -504,7 +520,15 @@ fn a_candidate_counts_its_own_vote_only_once_it_is_durable() {
     let mut raft = Raft::new(1, vec![1, 2, 3], InitialState::default(), &config());
     raft.campaign(Campaign::Election);
     assert_eq!(raft.role(), Role::Candidate);
-    raft.step(msg(2, 1, 1, MessageBody::VoteResponse { granted: true }));
+    raft.step(msg(
+        2,
+        1,
+        1,
+        MessageBody::VoteResponse {
+            granted: true,
+            clock: 0,
+        },
+    ));
     assert_eq!(raft.role(), Role::Candidate, "1 of 3 votes so far");
     drive(&mut raft);
     assert_eq!(raft.role(), Role::Leader);
@@ -1229,6 +1253,7 @@ fn random_messages_never_panic_or_break_invariants() {
                     transfer: prng.chance(1, 2),
                 },
                 3 => MessageBody::VoteResponse {
+                    clock: num(&mut prng),
                     granted: prng.chance(1, 2),
                 },
                 4 => MessageBody::Append {

@@ -621,7 +621,7 @@ impl World {
         let mono = self.members[i].clock.mono(self.now);
         let m = &mut self.members[i];
         if let (Some(raft), Some(cluster)) = (m.raft.as_mut(), &m.clock.cluster) {
-            raft.set_clock(cluster.now_at(mono));
+            raft.set_clock(cluster.now_at(mono), cluster.is_fixed());
         }
     }
 
@@ -691,6 +691,9 @@ impl World {
         // the leader's.
         let leader_clock = raft.leader_clock();
         if raft.role() == Role::Leader {
+            if !cluster.is_fixed() {
+                cluster.follow_at(leader_clock, mono);
+            }
             cluster.fix();
         } else {
             cluster.follow_at(leader_clock, mono);
