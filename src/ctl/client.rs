@@ -44,35 +44,57 @@ pub struct Client {
     debug: bool,
 }
 
-/// Normalises one endpoint as etcdctl's `getEndpoints` (a missing scheme becomes `http`)
-/// and refuses what pikv cannot speak: TLS, and things that are not URLs.
+/// Go's `url.getScheme`: `Ok(Some((scheme, rest)))` for `scheme:rest`, `Ok(None)` when
+/// there is no scheme, `Err` for a leading colon.
+fn go_scheme(s: &str) -> Result<Option<(&str, &str)>, &'static str> {
+    for (i, c) in s.char_indices() {
+        if c.is_ascii_alphabetic() {
+            continue;
+        }
+        if c.is_ascii_digit() || c == '+' || c == '-' || c == '.' {
+            if i == 0 {
+                return Ok(None);
+            }
+            continue;
+        }
+        if c == ':' {
+            if i == 0 {
+                return Err("missing protocol scheme");
+            }
+            return Ok(Some((&s[..i], &s[i + 1..])));
+        }
+        return Ok(None);
+    }
+    Ok(None)
+}
+
+/// Normalises one endpoint as etcdctl's `getEndpoints` does (Go's `url.Parse`, and a
+/// missing scheme becomes `http`). What Go parses but cannot use (`localhost:2379`: the
+/// scheme `localhost`) is kept and fails when used, with Go's words; TLS endpoints, which
+/// etcdctl would use, are refused because pikv ctl has no TLS.
 fn normalise_endpoint(ep: &str) -> Result<String, String> {
-    let ep = ep.trim();
-    let (scheme, rest) = match ep.split_once("://") {
-        Some((s, r)) => (s.to_ascii_lowercase(), r),
-        None => {
-            // Go's url.Parse: "127.0.0.1:2379" has a colon in its first path segment.
+    let with_scheme = match go_scheme(ep) {
+        Err(why) => return Err(format!("parse {ep:?}: {why}")),
+        Ok(Some(_)) => ep.to_string(),
+        Ok(None) => {
             if ep.split('/').next().is_some_and(|s| s.contains(':')) {
                 return Err(format!(
                     "parse {ep:?}: first path segment in URL cannot contain colon"
                 ));
             }
-            ("http".to_string(), ep)
+            format!("http://{ep}")
         }
     };
-    match scheme.as_str() {
-        "http" => {}
-        "https" | "unixs" => {
+    if let Ok(Some((scheme, _))) = go_scheme(&with_scheme) {
+        if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("unixs") {
             return Err(format!(
                 "pikv ctl: {ep}: TLS endpoints are not supported (pikv ctl speaks plain HTTP)"
-            ))
+            ));
         }
-        _ => return Err(format!("pikv ctl: {ep}: unsupported URL scheme {scheme:?}")),
     }
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("pikv ctl: {ep:?}: no host in the endpoint URL"));
-    }
-    Ok(format!("http://{}", rest.trim_end_matches('/')))
+    // Go's url.String() drops nothing but an empty path; a trailing slash would double
+    // the one of "/v2/...".
+    Ok(with_scheme.trim_end_matches('/').to_string())
 }
 
 impl Client {

@@ -522,29 +522,12 @@ fn ls(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Ends the process with status 0 on Ctrl+C, as etcdctl's watch does (`os.Exit(0)` from its
-/// SIGINT handler), instead of dying of the signal.
-#[allow(unsafe_code)]
-fn exit_zero_on_interrupt() {
-    extern "C" fn on_sigint(_: libc::c_int) {
-        // SAFETY: _exit is async-signal-safe and takes no locks.
-        unsafe { libc::_exit(0) }
-    }
-    // SAFETY: installs a handler that only calls _exit; no Rust state is touched from it.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-    }
-}
-
 fn watch(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
     let key = key_arg(p)?;
     let recursive = p.bool("recursive");
     let forever = p.bool("forever");
     let after = p.int("after-index");
-    exit_zero_on_interrupt();
+    super::signals::exit_zero_on_interrupt();
     // Go's watcher: waitIndex is after-index + 1 (0: from now on), then the modified
     // index + 1 of each event received.
     let mut wait_index: u64 = if after > 0 { after as u64 + 1 } else { 0 };

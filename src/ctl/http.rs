@@ -151,6 +151,21 @@ impl Http {
     /// Sends `req` to `endpoint` (`http://host:port`, no trailing slash) and reads the
     /// whole response.
     pub fn send(&self, endpoint: &str, req: &Request, t: Timeouts) -> Result<Response, HttpError> {
+        // What Go's transport says of URLs it cannot send to (kept by client.rs, as etcdctl
+        // keeps them, so the failure shows up in the same place).
+        match endpoint.split_once(':') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
+                if !rest.starts_with("//") || rest.len() == 2 {
+                    return Err(HttpError::Other("http: no Host in request URL".into()));
+                }
+            }
+            Some((scheme, _)) => {
+                return Err(HttpError::Other(format!(
+                    "unsupported protocol scheme {scheme:?}"
+                )))
+            }
+            None => return Err(HttpError::Other("unsupported protocol scheme \"\"".into())),
+        }
         let url = format!("{endpoint}{}", req.target);
         let global = match t.deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {

@@ -10,7 +10,8 @@
 //! - [`output`]: `--output simple|extended|json`;
 //! - [`commands`]: what each command sends and prints;
 //! - [`help`]: the help texts (80 columns);
-//! - [`error`]: failures and the one place they become stderr text and exit codes.
+//! - [`error`]: failures and the one place they become stderr text and exit codes;
+//! - [`signals`]: Go's SIGPIPE and etcdctl's Ctrl+C behaviour.
 //!
 //! It never touches a data dir and starts no server; it only speaks HTTP to endpoints.
 
@@ -22,6 +23,7 @@ pub mod help;
 pub mod http;
 pub mod output;
 pub mod response;
+pub mod signals;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -127,6 +129,7 @@ pub struct Io<'a> {
 /// environment `env`; returns the exit status. `prog` names the program in help texts.
 pub fn run(prog: &str, args: &[String], env: &[(String, String)], io: Io) -> u8 {
     let Io { stdin, out, err } = io;
+    signals::default_sigpipe();
     let code = match run_inner(prog, args, env, stdin, out, err) {
         Ok(()) => 0,
         Err(f) => f.report(out, err),

@@ -503,6 +503,15 @@ fn global_flags(g: &mut Golden) {
         0,
         Compare::All,
     );
+    // Endpoints Go's url.Parse refuses (exit 1) or parses into something unusable (the
+    // scheme "localhost", exit 4).
+    let port = g.s.client_port;
+    let bare = format!("127.0.0.1:{port}");
+    g.raw(&with(&["--endpoints", &bare]), &[], get, 1, Compare::All);
+    let spaced = format!("{url}, {dead}");
+    g.raw(&with(&["--endpoints", &spaced]), &[], get, 1, Compare::All);
+    let scheme = format!("localhost:{port}");
+    g.raw(&with(&["--endpoints", &scheme]), &[], get, 4, Compare::All);
     // Bad global flags are usage errors.
     g.raw(
         &with(&["--endpoints", &url, "--timeout", "1"]),
