@@ -132,6 +132,11 @@ impl Client {
         &self.endpoints
     }
 
+    /// The dial timeout (etcdctl: 30 s, or the total timeout if shorter).
+    pub fn dial_timeout(&self) -> Duration {
+        self.dial_timeout
+    }
+
     /// Whether `--debug` is on.
     pub fn debug(&self) -> bool {
         self.debug
@@ -149,11 +154,7 @@ impl Client {
                 self.endpoints.join(",")
             )?;
         }
-        let req = Request {
-            method: Method::Get,
-            target: "/v2/members".to_string(),
-            form: None,
-        };
+        let req = Request::get("/v2/members".to_string());
         match self.send(&req, Some(deadline), err) {
             Ok(resp) if resp.status == 200 => {
                 let members: Members = match serde_json::from_slice(&resp.body) {

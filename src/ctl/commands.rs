@@ -14,8 +14,12 @@ use super::response::{KeysResponse, V2Error};
 
 /// What a command runs with.
 pub struct Ctx<'a> {
-    /// The client, synced unless `--no-sync`.
+    /// The client; [`Ctx::connect`] syncs it unless `--no-sync`.
     pub client: Client,
+    /// Whether to sync the member list (no `--no-sync`).
+    pub sync: bool,
+    /// The program's name for help texts (`pikv ctl` or `pikvctl`).
+    pub prog: &'a str,
     /// `--output`.
     pub format: Format,
     /// `--total-timeout`, applied to each command's request (not to watches).
@@ -30,6 +34,18 @@ pub struct Ctx<'a> {
 
 /// A command's entry point.
 pub type RunFn = fn(&mut Ctx, &Parsed) -> Result<(), Failure>;
+
+/// When a command's client syncs the member list (etcdctl's `mustNewClient` call sits in
+/// a different place in different commands, which decides what is reported first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connect {
+    /// Before the arguments are checked (the key commands).
+    First,
+    /// When the command says so, after its own argument checks (`member`).
+    ByCommand,
+    /// Never (`cluster-health` uses the endpoints as given).
+    Never,
+}
 
 /// A command: its names, help and flags, and what runs it (`None`: etcdctl has it, pikv
 /// ctl not yet).
@@ -46,6 +62,8 @@ pub struct CommandDef {
     pub flags: &'static [FlagDef],
     /// The implementation.
     pub run: Option<RunFn>,
+    /// When the member sync happens.
+    pub connect: Connect,
 }
 
 const TTL: FlagDef = flag(&["ttl"], Kind::Int, "key time-to-live in seconds");
@@ -59,14 +77,22 @@ pub const COMMANDS: &[CommandDef] = &[
         description: "",
         flags: &[],
         run: None,
+        connect: Connect::First,
     },
     CommandDef {
         name: "cluster-health",
         usage: "check the health of the etcd cluster",
         args_usage: "",
-        description: "",
-        flags: &[],
-        run: None,
+        description: "Reads the member list from the endpoints as given (never synced)\n\
+                      and asks each member's client URLs for /health. Exit status 0 when\n\
+                      every member is healthy, 5 otherwise.",
+        flags: &[flag(
+            &["forever", "f"],
+            Kind::Bool,
+            "forever check the health every 10 second until CTRL+C",
+        )],
+        run: Some(super::members::cluster_health),
+        connect: Connect::Never,
     },
     CommandDef {
         name: "mk",
@@ -84,6 +110,7 @@ pub const COMMANDS: &[CommandDef] = &[
             TTL,
         ],
         run: Some(mk),
+        connect: Connect::First,
     },
     CommandDef {
         name: "mkdir",
@@ -92,6 +119,7 @@ pub const COMMANDS: &[CommandDef] = &[
         description: "",
         flags: &[TTL],
         run: Some(mkdir),
+        connect: Connect::First,
     },
     CommandDef {
         name: "rm",
@@ -113,6 +141,7 @@ pub const COMMANDS: &[CommandDef] = &[
             flag(&["with-index"], Kind::Int, "previous index"),
         ],
         run: Some(rm),
+        connect: Connect::First,
     },
     CommandDef {
         name: "rmdir",
@@ -121,6 +150,7 @@ pub const COMMANDS: &[CommandDef] = &[
         description: "",
         flags: &[],
         run: Some(rmdir),
+        connect: Connect::First,
     },
     CommandDef {
         name: "get",
@@ -136,6 +166,7 @@ pub const COMMANDS: &[CommandDef] = &[
             ),
         ],
         run: Some(get),
+        connect: Connect::First,
     },
     CommandDef {
         name: "ls",
@@ -157,6 +188,7 @@ pub const COMMANDS: &[CommandDef] = &[
             ),
         ],
         run: Some(ls),
+        connect: Connect::First,
     },
     CommandDef {
         name: "set",
@@ -174,6 +206,7 @@ pub const COMMANDS: &[CommandDef] = &[
             flag(&["swap-with-index"], Kind::Int, "previous index"),
         ],
         run: Some(set),
+        connect: Connect::First,
     },
     CommandDef {
         name: "setdir",
@@ -182,6 +215,7 @@ pub const COMMANDS: &[CommandDef] = &[
         description: "",
         flags: &[TTL],
         run: Some(setdir),
+        connect: Connect::First,
     },
     CommandDef {
         name: "update",
@@ -190,6 +224,7 @@ pub const COMMANDS: &[CommandDef] = &[
         description: "",
         flags: &[TTL],
         run: Some(update),
+        connect: Connect::First,
     },
     CommandDef {
         name: "updatedir",
@@ -198,6 +233,7 @@ pub const COMMANDS: &[CommandDef] = &[
         description: "",
         flags: &[TTL],
         run: Some(updatedir),
+        connect: Connect::First,
     },
     CommandDef {
         name: "watch",
@@ -218,23 +254,42 @@ pub const COMMANDS: &[CommandDef] = &[
                 "returns all values for key and child keys",
             ),
         ],
-        run: Some(watch),
+        run: Some(super::watch::watch),
+        connect: Connect::First,
     },
     CommandDef {
         name: "exec-watch",
         usage: "watch a key for changes and exec an executable",
         args_usage: "<key> <command> [args...]",
-        description: "",
-        flags: &[],
-        run: None,
+        description: "Runs <command> after every change of <key> (until interrupted), with\n\
+                      ETCD_WATCH_ACTION, ETCD_WATCH_KEY, ETCD_WATCH_VALUE and\n\
+                      ETCD_WATCH_MODIFIED_INDEX in its environment. Write\n\
+                      `exec-watch [options] <key> -- <command> [args...]`: as with\n\
+                      etcdctl, without a flag before <key> the last argument is taken\n\
+                      as the key.",
+        flags: &[
+            flag(&["after-index"], Kind::Int, "watch after the given index"),
+            flag(
+                &["recursive", "r"],
+                Kind::Bool,
+                "watch all values for key and child keys",
+            ),
+        ],
+        run: Some(super::watch::exec_watch),
+        connect: Connect::First,
     },
     CommandDef {
         name: "member",
         usage: "member add, remove and list subcommands",
-        args_usage: "",
-        description: "",
+        args_usage: "list | add <name> <peerURL> | remove <memberID> |\n   \
+                     update <memberID> <peerURLs>",
+        description: "list    enumerate existing cluster members\n\
+                      add     add a new member to the etcd cluster\n\
+                      remove  remove an existing member from the etcd cluster\n\
+                      update  update an existing member in the etcd cluster",
         flags: &[],
-        run: None,
+        run: Some(super::members::member),
+        connect: Connect::ByCommand,
     },
     CommandDef {
         name: "user",
@@ -243,6 +298,7 @@ pub const COMMANDS: &[CommandDef] = &[
         description: "",
         flags: &[],
         run: None,
+        connect: Connect::First,
     },
     CommandDef {
         name: "role",
@@ -251,6 +307,7 @@ pub const COMMANDS: &[CommandDef] = &[
         description: "",
         flags: &[],
         run: None,
+        connect: Connect::First,
     },
     CommandDef {
         name: "auth",
@@ -259,6 +316,7 @@ pub const COMMANDS: &[CommandDef] = &[
         description: "",
         flags: &[],
         run: None,
+        connect: Connect::First,
     },
 ];
 
@@ -272,7 +330,7 @@ const INVALID_JSON: &str =
     "client: response is invalid json. The endpoint is probably not valid etcd cluster endpoint.";
 
 /// The escaped path and query of a keys request (Go's `v2KeysURL`).
-fn keys_target(key: &str, params: &[(&str, String)]) -> String {
+pub(super) fn keys_target(key: &str, params: &[(&str, String)]) -> String {
     let key = if key.is_empty() || key.starts_with('/') {
         key.to_string()
     } else {
@@ -288,7 +346,7 @@ fn keys_target(key: &str, params: &[(&str, String)]) -> String {
 }
 
 /// Decodes a keys answer as the Go client does.
-fn decode(resp: super::http::Response) -> Result<KeysResponse, ClientError> {
+pub(super) fn decode(resp: super::http::Response) -> Result<KeysResponse, ClientError> {
     match resp.status {
         200 | 201 => {
             if resp.body.is_empty() {
@@ -313,6 +371,29 @@ fn decode(resp: super::http::Response) -> Result<KeysResponse, ClientError> {
 }
 
 impl Ctx<'_> {
+    /// etcdctl's `mustNewClient`: sync the member list unless `--no-sync` (once), then
+    /// the `--debug` line naming the endpoints in use.
+    pub fn connect(&mut self) -> Result<(), Failure> {
+        if self.sync {
+            self.sync = false;
+            let deadline = Instant::now() + self.total_timeout;
+            self.client.sync(deadline, self.err)?;
+        }
+        self.debug_endpoints()
+    }
+
+    /// etcdctl's `mustNewClientNoSync`: only the `--debug` line.
+    pub fn debug_endpoints(&mut self) -> Result<(), Failure> {
+        if self.client.debug() {
+            writeln!(
+                self.err,
+                "Cluster-Endpoints: {}",
+                self.client.endpoints().join(", ")
+            )?;
+        }
+        Ok(())
+    }
+
     /// Sends one keys request within the total timeout; a failure is etcdctl's
     /// `handleError(ExitServerError)`.
     fn keys(&mut self, req: Request) -> Result<KeysResponse, Failure> {
@@ -323,7 +404,7 @@ impl Ctx<'_> {
             .map_err(|e| Failure::client(EXIT_SERVER_ERROR, e))
     }
 
-    fn print(&mut self, resp: &KeysResponse) -> Result<(), Failure> {
+    pub(super) fn print(&mut self, resp: &KeysResponse) -> Result<(), Failure> {
         print_response_key(resp, &self.format, self.out, self.err)?;
         Ok(())
     }
@@ -350,7 +431,7 @@ impl Ctx<'_> {
     }
 }
 
-fn key_arg(p: &Parsed) -> Result<String, Failure> {
+pub(super) fn key_arg(p: &Parsed) -> Result<String, Failure> {
     p.args
         .first()
         .cloned()
@@ -370,11 +451,7 @@ fn set_form(value: Option<&str>, ttl: i64) -> String {
 }
 
 fn put(target: String, form: String) -> Request {
-    Request {
-        method: Method::Put,
-        target,
-        form: Some(form),
-    }
+    Request::with_form(Method::Put, target, form)
 }
 
 fn set(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
@@ -402,11 +479,7 @@ fn mk(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
     let value = c.value(p, 1)?;
     let form = set_form(Some(&value), p.int("ttl"));
     let req = if p.bool("in-order") {
-        Request {
-            method: Method::Post,
-            target: keys_target(&key, &[]),
-            form: Some(form),
-        }
+        Request::with_form(Method::Post, keys_target(&key, &[]), form)
     } else {
         put(keys_target(&key, &[("prevExist", "false".into())]), form)
     };
@@ -448,11 +521,7 @@ fn updatedir(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
 }
 
 fn delete(c: &mut Ctx, key: &str, q: &[(&str, String)]) -> Result<(), Failure> {
-    let resp = c.keys(Request {
-        method: Method::Delete,
-        target: keys_target(key, q),
-        form: None,
-    })?;
+    let resp = c.keys(Request::delete(keys_target(key, q)))?;
     if !resp.node().dir || c.format != Format::Simple {
         c.print(&resp)?;
     }
@@ -495,11 +564,7 @@ fn get_params(recursive: bool, sorted: bool, quorum: bool) -> Vec<(&'static str,
 fn get(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
     let key = key_arg(p)?;
     let q = get_params(false, p.bool("sort"), p.bool("quorum"));
-    let resp = c.keys(Request {
-        method: Method::Get,
-        target: keys_target(&key, &q),
-        form: None,
-    })?;
+    let resp = c.keys(Request::get(keys_target(&key, &q)))?;
     let node = resp.node();
     if node.dir {
         return Err(Failure::Message {
@@ -513,56 +578,9 @@ fn get(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
 fn ls(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
     let key = p.args.first().cloned().unwrap_or_else(|| "/".to_string());
     let q = get_params(p.bool("recursive"), p.bool("sort"), p.bool("quorum"));
-    let resp = c.keys(Request {
-        method: Method::Get,
-        target: keys_target(&key, &q),
-        form: None,
-    })?;
+    let resp = c.keys(Request::get(keys_target(&key, &q)))?;
     print_ls(&resp, &c.format, p.bool("p"), c.out, c.err)?;
     Ok(())
-}
-
-fn watch(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
-    let key = key_arg(p)?;
-    let recursive = p.bool("recursive");
-    let forever = p.bool("forever");
-    let after = p.int("after-index");
-    super::signals::exit_zero_on_interrupt();
-    // Go's watcher: waitIndex is after-index + 1 (0: from now on), then the modified
-    // index + 1 of each event received.
-    let mut wait_index: u64 = if after > 0 { after as u64 + 1 } else { 0 };
-    loop {
-        let q = vec![
-            ("recursive", recursive.to_string()),
-            ("wait", "true".to_string()),
-            ("waitIndex", wait_index.to_string()),
-        ];
-        let req = Request {
-            method: Method::Get,
-            target: keys_target(&key, &q),
-            form: None,
-        };
-        let resp = match c.client.send(&req, None, c.err) {
-            // An empty 200 is the server ending a long poll with no event: ask again.
-            Ok(r) if (r.status == 200 || r.status == 201) && r.body.is_empty() => continue,
-            Ok(r) => decode(r),
-            Err(e) => Err(e),
-        }
-        .map_err(|e| Failure::client(EXIT_SERVER_ERROR, e))?;
-        let node = resp.node();
-        wait_index = node.modified_index + 1;
-        if node.dir {
-            continue;
-        }
-        if recursive {
-            writeln!(c.out, "[{}] {}", resp.action, node.key)?;
-        }
-        c.print(&resp)?;
-        c.out.flush()?;
-        if !forever {
-            return Ok(());
-        }
-    }
 }
 
 #[cfg(test)]

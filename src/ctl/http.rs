@@ -46,9 +46,62 @@ pub struct Request {
     pub method: Method,
     /// Path and query, e.g. `/v2/keys/a?recursive=false`, escaped.
     pub target: String,
-    /// `application/x-www-form-urlencoded` body; `None` sends no body (GET) or an empty
-    /// one (DELETE), as Go's client does.
+    /// The body (urlencoded form, or JSON when `json`); `None` sends no body (GET) or an
+    /// empty one (DELETE), as Go's client does.
     pub form: Option<String>,
+    /// The body is JSON (the members API), not a form.
+    pub json: bool,
+}
+
+impl Request {
+    /// `GET target`.
+    pub fn get(target: String) -> Request {
+        Request {
+            method: Method::Get,
+            target,
+            form: None,
+            json: false,
+        }
+    }
+
+    /// `DELETE target` with an empty body.
+    pub fn delete(target: String) -> Request {
+        Request {
+            method: Method::Delete,
+            target,
+            form: None,
+            json: false,
+        }
+    }
+
+    /// `method target` with an urlencoded `form`.
+    pub fn with_form(method: Method, target: String, form: String) -> Request {
+        Request {
+            method,
+            target,
+            form: Some(form),
+            json: false,
+        }
+    }
+
+    /// `method target` with a JSON body.
+    pub fn with_json(method: Method, target: String, body: String) -> Request {
+        Request {
+            method,
+            target,
+            form: Some(body),
+            json: true,
+        }
+    }
+
+    /// The body's content type.
+    fn content_type(&self) -> &'static str {
+        if self.json {
+            "application/json"
+        } else {
+            "application/x-www-form-urlencoded"
+        }
+    }
 }
 
 /// The parts of a response etcdctl looks at.
@@ -192,7 +245,7 @@ impl Http {
                 } else {
                     self.agent.post(&url)
                 };
-                let b = b.header("Content-Type", "application/x-www-form-urlencoded");
+                let b = b.header("Content-Type", req.content_type());
                 configure(b.config(), t, global)
                     .build()
                     .send(form.as_deref().unwrap_or(""))

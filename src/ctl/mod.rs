@@ -8,7 +8,9 @@
 //! - [`http`]: one exchange over `ureq`, Go's wording of network errors;
 //! - [`response`]: the Go client's response types and their `--output json` encoding;
 //! - [`output`]: `--output simple|extended|json`;
-//! - [`commands`]: what each command sends and prints;
+//! - [`commands`]: the command table and the key commands;
+//! - [`watch`]: `watch` and `exec-watch`;
+//! - [`members`]: `member` and `cluster-health`;
 //! - [`help`]: the help texts (80 columns);
 //! - [`error`]: failures and the one place they become stderr text and exit codes;
 //! - [`signals`]: Go's SIGPIPE and etcdctl's Ctrl+C behaviour.
@@ -21,16 +23,19 @@ pub mod commands;
 pub mod error;
 pub mod help;
 pub mod http;
+pub mod members;
 pub mod output;
 pub mod response;
 pub mod signals;
+pub mod watch;
 
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use args::{flag, parse_command, parse_flags, FlagDef, Kind, ParseError};
 use client::{Client, ClientConfig};
-use commands::Ctx;
+
+use commands::{Connect, Ctx};
 use error::{Failure, EXIT_BAD_ARGS, EXIT_NO_COMMAND};
 use output::Format;
 
@@ -241,13 +246,7 @@ fn run_inner(
         total_timeout,
         debug: global.bool("debug"),
     };
-    let mut client = Client::new(&cfg)?;
-    if !global.bool("no-sync") {
-        client.sync(Instant::now() + total_timeout, err)?;
-    }
-    if client.debug() {
-        writeln!(err, "Cluster-Endpoints: {}", client.endpoints().join(", "))?;
-    }
+    let client = Client::new(&cfg)?;
     let output = if global.given("output") {
         global.str("output")
     } else {
@@ -255,12 +254,19 @@ fn run_inner(
     };
     let mut ctx = Ctx {
         client,
+        sync: !global.bool("no-sync"),
+        prog,
         format: Format::parse(output),
         total_timeout,
         stdin,
         out,
         err,
     };
+    match def.connect {
+        Connect::First => ctx.connect()?,
+        Connect::Never => ctx.debug_endpoints()?,
+        Connect::ByCommand => {}
+    }
     run_command(&mut ctx, &parsed)
 }
 

@@ -1,7 +1,8 @@
 //! `pikv ctl` against the real etcdctl (`ETCDCTL_API=2`): golden tests.
 //!
 //! What it proves: for every key command (set, get, mk, mkdir, setdir, update, updatedir,
-//! rm, rmdir, ls, watch) and their flags, success and failure, `pikv ctl` prints the same
+//! rm, rmdir, ls, watch, exec-watch), `member list|add|remove|update` and
+//! `cluster-health` and their flags, success and failure, `pikv ctl` prints the same
 //! stdout and stderr and exits with the same code as etcd 3.4's etcdctl, against pikv and
 //! against a real etcd 3.4, with and without `--no-sync`; also for dead endpoints, header
 //! and total timeouts, the endpoint variables and usage errors.
@@ -159,6 +160,7 @@ fn normalise(s: &str) -> String {
             "\"createdIndex\":",
             "\"modifiedIndex\":",
             "\"ttl\":",
+            "idx=",
         ],
     )
 }
@@ -523,6 +525,72 @@ fn global_flags(g: &mut Golden) {
     g.raw(&with(&["--bogus"]), &[], get, 1, Compare::NoStdout);
 }
 
+/// `member list|add|remove|update` and `cluster-health`: every argument check, the
+/// messages and codes of refused changes, and the healthy single member. (No member is
+/// added for real: a single etcd would lose its quorum, and pikv cannot add members yet.)
+fn members_golden(kind: Kind, sync: bool) {
+    let s = Server::start(kind);
+    let mut g = Golden::new(&s, sync);
+    let members = s.get("/v2/members").json();
+    let id = members["members"][0]["id"]
+        .as_str()
+        .expect("member id in /v2/members")
+        .to_string();
+    g.step(&["member", "list"], 0);
+    g.step(&["member", "list", "x"], 1);
+    g.usage(&["member"], 0);
+    g.step(&["member", "bogus"], 3);
+    g.step(&["member", "add"], 1);
+    g.step(&["member", "add", "n"], 1);
+    g.step(&["member", "add", "n", "ftp://127.0.0.1:1"], 1);
+    g.step(&["member", "add", "n", "http://127.0.0.1:1x"], 1);
+    g.step(&["member", "add", "n", "http://127.0.0.1"], 1);
+    g.step(&["member", "add", "n", "http://127.0.0.1:1/p"], 1);
+    g.step(&["member", "remove"], 1);
+    g.step(&["member", "remove", "1234"], 1);
+    g.step(&["member", "remove", "a"], 1); // a name, not an id
+    g.step(&["member", "update"], 1);
+    g.step(&["member", "update", &id, "ftp://127.0.0.1:1"], 1);
+    g.step(&["member", "update", "1234", "http://127.0.0.1:1"], 1);
+    let peer = s.peer_url();
+    let code = if kind == Kind::Etcd { 0 } else { 1 };
+    g.step(&["member", "update", &id, &peer], code);
+    g.step(&["cluster-health"], 0);
+    g.step(&["--debug", "cluster-health"], 0);
+    let dead = format!("http://127.0.0.1:{}", support::fresh_ports(1)[0]);
+    let both = format!("{dead},{}", s.client_url());
+    for (eps, code) in [(dead.as_str(), 4), (both.as_str(), 0)] {
+        let health = |_: &str| vec!["cluster-health".to_string()];
+        g.raw(
+            &["--endpoints".into(), eps.into()],
+            &[],
+            health,
+            code,
+            Compare::All,
+        );
+    }
+    let list = |_: &str| vec!["member".to_string(), "list".into()];
+    let code = if sync { 2 } else { 1 };
+    let mut globals = vec!["--endpoints".to_string(), dead.clone()];
+    if !sync {
+        globals.push("--no-sync".into());
+    }
+    g.raw(&globals, &[], list, code, Compare::All);
+    g.finish();
+}
+
+#[test]
+fn ctl_members_golden_pikv() {
+    members_golden(Kind::Pikv, false);
+    members_golden(Kind::Pikv, true);
+}
+
+#[test]
+fn ctl_members_golden_etcd() {
+    members_golden(Kind::Etcd, false);
+    members_golden(Kind::Etcd, true);
+}
+
 #[test]
 fn ctl_golden_pikv_no_sync() {
     golden(Kind::Pikv, false);
@@ -765,15 +833,18 @@ fn watch_golden(kind: Kind, sync: bool) {
         let r = s.put(&format!("/v2/keys{key}"), &format!("value={value}"));
         assert!(r.status == 200 || r.status == 201, "{}", r.dump());
     };
-    let compare = |what: &str, e: &Background, ec: i32, p: &Background, pc: i32| {
+    let compare_code = |what: &str, e: &Background, ec: i32, p: &Background, pc: i32, want: i32| {
         let (eo, po) = (normalise(&e.stdout()), normalise(&p.stdout()));
         let (ee, pe) = (normalise(&e.stderr()), normalise(&p.stderr()));
         assert!(
-            ec == pc && eo == po && ee == pe && ec == 0,
+            ec == pc && eo == po && ee == pe && ec == want,
             "{what} (sync={sync}, server {}):\n  etcdctl exit {ec} stdout {eo:?} stderr {ee:?}\n  \
              pikv ctl exit {pc} stdout {po:?} stderr {pe:?}",
             kind.label()
         );
+    };
+    let compare = |what: &str, e: &Background, ec: i32, p: &Background, pc: i32| {
+        compare_code(what, e, ec, p, pc, 0)
     };
 
     for (i, (fmt, tag)) in [("simple", "w1"), ("extended", "w2"), ("json", "w3")]
@@ -835,9 +906,65 @@ fn watch_golden(kind: Kind, sync: bool) {
     let (ec, pc) = (e.wait(), p.wait());
     compare("watch --after-index", &e, ec, &p, pc);
 
+    // exec-watch: the command runs once per file event with ETCD_WATCH_*; directory
+    // events are reported on stderr; Ctrl+C ends it with 0.
+    let script = "echo \"$ETCD_WATCH_ACTION $ETCD_WATCH_KEY $ETCD_WATCH_VALUE \
+                  idx=$ETCD_WATCH_MODIFIED_INDEX\"";
+    let before = watchers(&s);
+    let (mut e, mut p) = both(
+        &[
+            "exec-watch",
+            "--recursive",
+            "{}/ex",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        "ex",
+    );
+    wait_watchers(before + 2);
+    let lines = |b: &Background, n: usize| b.stdout().lines().count() >= n;
+    for pre in [E, P] {
+        put(&format!("{pre}/ex/a"), "1");
+    }
+    support::wait_for("both commands ran once", Duration::from_secs(15), || {
+        (lines(&e, 1) && lines(&p, 1)).then_some(())
+    });
+    for pre in [E, P] {
+        let r = s.put(&format!("/v2/keys{pre}/ex/d?dir=true"), "");
+        assert_eq!(r.status, 201, "{}", r.dump());
+        put(&format!("{pre}/ex/b"), "2");
+    }
+    support::wait_for("both commands ran twice", Duration::from_secs(15), || {
+        (lines(&e, 2) && lines(&p, 2)).then_some(())
+    });
+    let (ec, pc) = (e.interrupt(), p.interrupt());
+    compare("exec-watch --recursive", &e, ec, &p, pc);
+    // A command that does not exist: the first event ends the watch with exit 1.
+    let before = watchers(&s);
+    let (mut e, mut p) = both(
+        &[
+            "exec-watch",
+            "-r",
+            "{}/ey",
+            "--",
+            "pikv-ctl-test-no-such-command",
+        ],
+        "ey",
+    );
+    wait_watchers(before + 2);
+    for pre in [E, P] {
+        put(&format!("{pre}/ey/a"), "1");
+    }
+    let (ec, pc) = (e.wait(), p.wait());
+    compare_code("exec-watch of a missing command", &e, ec, &p, pc, 1);
+
     // No key: exit 1 at once.
     let mut g = Golden::new(&s, sync);
     g.step(&["watch"], 1);
+    g.step(&["exec-watch"], 1);
+    g.step(&["exec-watch", "{}/k"], 1);
     g.finish();
 }
 
@@ -868,6 +995,9 @@ fn ctl_help_and_pikvctl_name() {
         "rmdir",
         "ls",
         "watch",
+        "exec-watch",
+        "member",
+        "cluster-health",
     ];
     let mut all = vec![vec!["--help".to_string()], vec!["-h".to_string()], vec![]];
     for c in commands {
