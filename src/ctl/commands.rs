@@ -1,6 +1,8 @@
-//! The etcdctl v2 key commands: what each sends (spec §16.2) and prints, with etcdctl's
-//! checks in etcdctl's order (the member sync happens before the arguments are looked at,
-//! as in etcdctl, so a dead cluster is reported first).
+//! The table of etcdctl v2's commands (names, help, flags, entry points), and the key
+//! commands: what each sends (spec §16.2) and prints, with etcdctl's checks in etcdctl's
+//! order (the member sync happens before the arguments are looked at, as in etcdctl, so a
+//! dead cluster is reported first). `watch`/`exec-watch` are in [`super::watch`],
+//! `member`/`cluster-health` in [`super::members`].
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -16,7 +18,8 @@ use super::response::{KeysResponse, V2Error};
 pub struct Ctx<'a> {
     /// The client; [`Ctx::connect`] syncs it unless `--no-sync`.
     pub client: Client,
-    /// Whether to sync the member list (no `--no-sync`).
+    /// Whether the member list is still to be synced (no `--no-sync`, and
+    /// [`Ctx::connect`] not called yet).
     pub sync: bool,
     /// The program's name for help texts (`pikv ctl` or `pikvctl`).
     pub prog: &'a str,

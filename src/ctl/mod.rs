@@ -219,8 +219,8 @@ fn run_inner(
         return Err(Failure::Message {
             code: EXIT_BAD_ARGS,
             text: format!(
-                "{prog}: `{}` is not implemented in pikv ctl yet; use etcdctl or the \
-                 HTTP API (spec §16) for it\n",
+                "{prog}: `{}` is not implemented in pikv ctl yet; use etcdctl, or curl \
+                 against the v2 HTTP API\n",
                 def.name
             ),
         });
