@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{ClientError, Failure, EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_SERVER_ERROR};
 use super::http::{Http, HttpError, Method, Request, Response, Timeouts};
-use super::response::Members;
+use super::response::{decode_json, Members};
 
 /// Go's transport dial timeout in etcdctl (`defaultDialTimeout`), capped by the total
 /// timeout.
@@ -157,7 +157,7 @@ impl Client {
         let req = Request::get("/v2/members".to_string());
         match self.send(&req, Some(deadline), err) {
             Ok(resp) if resp.status == 200 => {
-                let members: Members = match serde_json::from_slice(&resp.body) {
+                let members: Members = match decode_json(&resp.body) {
                     Ok(m) => m,
                     // Go's client fails the sync; etcdctl then carries on with the
                     // endpoints it was given.

@@ -12,7 +12,7 @@ use super::client::Client;
 use super::error::{ClientError, Failure, EXIT_BAD_ARGS, EXIT_SERVER_ERROR};
 use super::http::{canonical_path, encode_values, escape_path, Method, Request};
 use super::output::{print_ls, print_response_key, Format};
-use super::response::{KeysResponse, V2Error};
+use super::response::{decode_json, KeysResponse, V2Error};
 
 /// What a command runs with.
 pub struct Ctx<'a> {
@@ -357,7 +357,7 @@ pub(super) fn decode(resp: super::http::Response) -> Result<KeysResponse, Client
                     "client: response body is empty".to_string(),
                 ));
             }
-            let mut r: KeysResponse = serde_json::from_slice(&resp.body)
+            let mut r: KeysResponse = decode_json(&resp.body)
                 .map_err(|_| ClientError::Other(INVALID_JSON.to_string()))?;
             if let Some(h) = resp.etcd_index.as_deref().filter(|h| !h.is_empty()) {
                 r.index = h.parse().map_err(|_| {
@@ -366,7 +366,7 @@ pub(super) fn decode(resp: super::http::Response) -> Result<KeysResponse, Client
             }
             Ok(r)
         }
-        _ => match serde_json::from_slice::<V2Error>(&resp.body) {
+        _ => match decode_json::<V2Error>(&resp.body) {
             Ok(e) => Err(ClientError::Server(e)),
             Err(_) => Err(ClientError::Other(INVALID_JSON.to_string())),
         },

@@ -10,7 +10,7 @@ use super::args::Parsed;
 use super::commands::Ctx;
 use super::error::{ClientError, Failure, EXIT_BAD_ARGS, EXIT_NO_COMMAND, EXIT_SERVER_ERROR};
 use super::http::{Http, Method, Request, Timeouts};
-use super::response::{Member, Members};
+use super::response::{decode_json, FromJson, Member, Members};
 use crate::api::json::write_json_string;
 use crate::cli::argv::check_url;
 
@@ -35,20 +35,20 @@ fn unexpected(status: u16) -> ClientError {
 
 /// Decodes a JSON body, worded like Go's `json.Unmarshal` failures as far as it matters
 /// (the text only appears in error messages).
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {
-    serde_json::from_slice(body).map_err(|e| ClientError::Other(format!("invalid JSON: {e}")))
+fn parse<T: FromJson>(body: &[u8]) -> Result<T, ClientError> {
+    decode_json(body).map_err(|e| ClientError::Other(format!("invalid JSON: {e}")))
 }
 
 /// The error body of a refused member change (`{"message":"membership: peerURL exists"}`).
 fn members_error(body: &[u8]) -> ClientError {
-    #[derive(serde::Deserialize)]
-    struct MembersError {
-        #[serde(default)]
-        message: String,
-    }
-    match parse::<MembersError>(body) {
-        Ok(e) => ClientError::Other(e.message),
-        Err(e) => e,
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => ClientError::Other(
+            v.get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        Err(e) => ClientError::Other(format!("invalid JSON: {e}")),
     }
 }
 
