@@ -134,6 +134,12 @@ pub enum HttpError {
         /// `host:port` dialled.
         addr: String,
     },
+    /// The peer at `addr` reset the connection (Go names the local address too, which
+    /// ureq does not expose).
+    Reset {
+        /// `host:port` of the peer.
+        addr: String,
+    },
     /// Connecting to `addr` took longer than the dial timeout.
     ConnectTimeout {
         /// `host:port` dialled.
@@ -156,7 +162,10 @@ impl HttpError {
     pub fn is_connection_error(&self) -> bool {
         matches!(
             self,
-            HttpError::Refused { .. } | HttpError::ConnectTimeout { .. } | HttpError::Deadline
+            HttpError::Refused { .. }
+                | HttpError::Reset { .. }
+                | HttpError::ConnectTimeout { .. }
+                | HttpError::Deadline
         )
     }
 }
@@ -166,6 +175,9 @@ impl fmt::Display for HttpError {
         match self {
             HttpError::Refused { addr } => {
                 write!(f, "dial tcp {addr}: connect: connection refused")
+            }
+            HttpError::Reset { addr } => {
+                write!(f, "read tcp {addr}: read: connection reset by peer")
             }
             HttpError::ConnectTimeout { addr } => write!(f, "dial tcp {addr}: i/o timeout"),
             HttpError::HeaderTimeout { endpoint } => {
@@ -251,7 +263,7 @@ impl Http {
                     .send(form.as_deref().unwrap_or(""))
             }
         };
-        let mut resp = result.map_err(|e| map_error(e, endpoint, req.method, &url))?;
+        let mut resp = result.map_err(|e| map_error(e, endpoint, req.method, &url, "EOF"))?;
         let status = resp.status().as_u16();
         let etcd_index = resp
             .headers()
@@ -263,7 +275,8 @@ impl Http {
             .with_config()
             .limit(BODY_BYTES_MAX)
             .read_to_vec()
-            .map_err(|e| map_error(e, endpoint, req.method, &url))?;
+            // A body cut short: Go's io.ErrUnexpectedEOF.
+            .map_err(|e| map_error(e, endpoint, req.method, &url, "unexpected EOF"))?;
         Ok(Response {
             status,
             etcd_index,
@@ -298,12 +311,24 @@ fn dial_addr(endpoint: &str) -> String {
     }
 }
 
-fn map_error(e: ureq::Error, endpoint: &str, method: Method, url: &str) -> HttpError {
+/// `eof` is what Go says when the peer closes the connection at this point: `EOF` before
+/// the response, `unexpected EOF` in the middle of a body.
+fn map_error(e: ureq::Error, endpoint: &str, method: Method, url: &str, eof: &str) -> HttpError {
+    use std::io::ErrorKind;
     use ureq::Timeout;
     let addr = dial_addr(endpoint);
     match e {
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+        ureq::Error::Io(io) if io.kind() == ErrorKind::ConnectionRefused => {
             HttpError::Refused { addr }
+        }
+        ureq::Error::Io(io) if io.kind() == ErrorKind::ConnectionReset => HttpError::Reset { addr },
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            ) =>
+        {
+            HttpError::Other(eof.to_string())
         }
         ureq::Error::ConnectionFailed => HttpError::Refused { addr },
         ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => {
