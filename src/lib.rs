@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod ctl;
 pub mod node;
 pub mod raft;
 pub mod server;

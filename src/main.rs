@@ -5,6 +5,19 @@ use pikv::cli::config::{parse_server_args, Invocation};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `pikv ctl ...` or the binary invoked as `pikvctl`: the etcdctl-compatible client
+    // (issue 8). Before the signal mask below: a client must die of Ctrl+C as usual.
+    if let Some((prog, ctl_args)) = ctl_invocation() {
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let io = pikv::ctl::Io {
+            stdin: &mut std::io::stdin().lock(),
+            out: &mut std::io::stdout().lock(),
+            err: &mut std::io::stderr().lock(),
+        };
+        return ExitCode::from(pikv::ctl::run(prog, &ctl_args, &env, io));
+    }
     // Before any thread exists, so every thread inherits the blocked mask (util::signal).
     pikv::util::signal::block_termination_signals();
     pikv::util::memory::limit_malloc_arenas();
@@ -72,5 +85,25 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `Some((program name for help texts, the client's arguments))` when this process is
+/// `pikv ctl ...` or was invoked as `pikvctl` (a symlink, the snap's `pikv.ctl`).
+fn ctl_invocation() -> Option<(&'static str, Vec<String>)> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let is_pikvctl = std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "pikvctl" || n == "pikv.ctl");
+    // Arguments that are not UTF-8 are passed on lossily: keys and values go over HTTP
+    // as UTF-8 anyway.
+    let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    if is_pikvctl {
+        return Some(("pikvctl", rest));
+    }
+    match rest.split_first() {
+        Some((first, tail)) if first == "ctl" => Some(("pikv ctl", tail.to_vec())),
+        _ => None,
     }
 }

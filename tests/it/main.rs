@@ -18,6 +18,7 @@ mod bad_input;
 mod clock_jump;
 mod cluster;
 mod cluster_clients;
+mod ctl;
 mod curl_tutorial;
 mod data_dir;
 mod differential;
