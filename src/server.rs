@@ -36,7 +36,7 @@ impl From<crate::storage::StorageError> for ServerError {
 }
 
 /// Threads running the client-connection tasks: one per core on small boards, at most two
-/// (the node and storage threads need the rest).
+/// (the node, WAL and apply threads need the rest).
 fn executor_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 2))
 }

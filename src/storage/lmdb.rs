@@ -1,8 +1,8 @@
 //! LMDB through heed: the only file that names heed types. One environment in
 //! `<data-dir>/member/`: the meta records (format, identity, Raft state, the store's index)
 //! in the main database, and the databases `log` (entries with their events), `nodes` and
-//! `ttl`. A batch
-//! is one write transaction and one durable commit; API workers read in short read
+//! `ttl`. The apply thread's batch is one write transaction and one commit (data pages
+//! synced, meta page synced by the next: `NO_META_SYNC`); API workers read in short read
 //! transactions, which never block the writer.
 
 use super::format::{self, Identity, MemberRecord, RaftState};

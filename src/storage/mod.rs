@@ -34,6 +34,6 @@ pub trait Storage {
     type Txn<'a>: StorageTxn
     where
         Self: 'a;
-    /// Begins a batch. Only one batch is open at a time (the storage thread's).
+    /// Begins a batch. Only one batch is open at a time (the apply thread's).
     fn begin(&self) -> Result<Self::Txn<'_>, StorageError>;
 }

@@ -1,5 +1,5 @@
 //! The store counters of `/v2/stats/store` (spec §11.3). They are atomics because reads run
-//! on API threads while writes are applied on the storage thread. Like etcd's, they live in
+//! on API threads while writes are applied on the apply thread. Like etcd's, they live in
 //! memory only: write counters are rebuilt by log replay, read counters restart at 0.
 
 use std::sync::atomic::{AtomicU64, Ordering};

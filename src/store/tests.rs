@@ -9,7 +9,7 @@ use crate::store::error::*;
 use std::cell::Cell;
 
 /// A store plus its Kv; every command is followed by a consistency check of the tables.
-/// The events of each command go through the history codec, as the storage thread keeps
+/// The events of each command go through the history codec, as the apply thread keeps
 /// them with their log entry, and `history` holds what a restart would read back.
 struct Harness {
     kv: MemKv,
