@@ -118,7 +118,15 @@ pub fn exec_watch(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
             // panics; say what is missing instead.
             return Err(Failure::bad_args("key and command to exec required"));
         };
-        let child = Command::new(program)
+        // Go's exec.Command looks the program up in $PATH before it forks; the fork's own
+        // exec error is not always reported back (under qemu-user the child just exits 127).
+        let Some(path) = look_path(program) else {
+            return Err(Failure::Message {
+                code: EXIT_BAD_ARGS,
+                text: format!("exec: {program:?}: executable file not found in $PATH"),
+            });
+        };
+        let child = Command::new(&path)
             .args(args)
             .env("ETCD_WATCH_ACTION", &resp.action)
             .env("ETCD_WATCH_MODIFIED_INDEX", node.modified_index.to_string())
@@ -132,20 +140,34 @@ pub fn exec_watch(c: &mut Ctx, p: &Parsed) -> Result<(), Failure> {
                 std::thread::spawn(move || child.wait());
             }
             // Go's os/exec wording, without a newline as etcdctl prints it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !program.contains('/') => {
-                return Err(Failure::Message {
-                    code: EXIT_BAD_ARGS,
-                    text: format!("exec: {program:?}: executable file not found in $PATH"),
-                })
-            }
             Err(e) => {
                 return Err(Failure::Message {
                     code: EXIT_BAD_ARGS,
-                    text: format!("fork/exec {program}: {e}"),
+                    text: format!("fork/exec {}: {e}", path.display()),
                 })
             }
         }
     }
+}
+
+/// Go's `exec.LookPath`: a name with a `/` is used as it is; otherwise the first regular
+/// file with an execute bit in a `$PATH` directory (an empty entry is the current one).
+fn look_path(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return Some(program.into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).find_map(|dir| {
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        let meta = std::fs::metadata(&candidate).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
+    })
 }
 
 #[cfg(test)]
@@ -167,5 +189,13 @@ mod tests {
             Some(("/k".into(), s(&["sh", "-c", "env"])))
         );
         assert_eq!(split_exec_args(&s(&["/k"])), None);
+    }
+
+    #[test]
+    fn programs_are_looked_up_in_path_as_go_does() {
+        let sh = look_path("sh").expect("sh in $PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+        assert_eq!(look_path("pikv-no-such-program-anywhere"), None);
+        assert_eq!(look_path("./x"), Some("./x".into()));
     }
 }

@@ -731,6 +731,7 @@ fn watchers(s: &Server) -> u64 {
 
 /// A client running in the background with its output in files.
 struct Background {
+    tool: Tool,
     guard: ChildGuard,
     out: std::path::PathBuf,
     err: std::path::PathBuf,
@@ -747,6 +748,7 @@ fn background(tool: Tool, args: &[String], dir: &TempDir, tag: &str) -> Backgrou
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {tool:?}: {e}"));
     Background {
+        tool,
         guard: ChildGuard(Some(child)),
         out,
         err,
@@ -768,7 +770,12 @@ impl Background {
                 return st.code().unwrap_or(-1);
             }
             if Instant::now() > deadline {
-                panic!("watch did not exit; stdout {:?}", self.stdout());
+                panic!(
+                    "{:?} did not exit; stdout {:?} stderr {:?}",
+                    self.tool,
+                    self.stdout(),
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
