@@ -75,6 +75,22 @@ pub struct Maintenance {
 /// before its commit; the outcome then has none.
 pub type EarlyResults<'a> = &'a mut dyn FnMut(Vec<AppliedEntry>);
 
+/// Where a batch whose results go out early finds more committed entries (in order, after
+/// those it has applied) and the hard state that came with them, to take into the same
+/// transaction before it commits; `None`: commit now.
+pub type MoreEntries<'a> = &'a mut dyn FnMut() -> Option<(Vec<Entry>, HardState)>;
+
+/// A batch that answers before its commit: where its results go, and (optionally) where it
+/// finds more entries for the same transaction. Each commit costs a sync, and in a cluster
+/// those syncs share the disk with the WAL's, which are on the path of every write:
+/// taking what arrives within a short window into one commit leaves the disk to the WAL.
+pub struct Early<'a> {
+    /// Receives each part's results.
+    pub results: EarlyResults<'a>,
+    /// Supplies further entries.
+    pub more: Option<MoreEntries<'a>>,
+}
+
 /// Applies `committed` (durable and committed entries, in index order) as one transaction,
 /// with the housekeeping of `maint`, saving `hard_state` beside the applied index. `state`
 /// is the Raft state LMDB holds before the batch; on success it is the state after. On
@@ -91,7 +107,7 @@ pub fn apply_batch<S: Storage>(
     hard_state: HardState,
     state: &mut RaftState,
     maint: Maintenance,
-    early: Option<EarlyResults<'_>>,
+    early: Option<Early<'_>>,
 ) -> Result<BatchOutcome, StorageError> {
     // The store counts what this batch applies only if its transaction commits.
     let outcome = apply_batch_txn(storage, store, committed, hard_state, state, maint, early);
@@ -132,10 +148,10 @@ fn apply_batch_txn<S: Storage>(
     storage: &S,
     store: &V2Store,
     committed: &[Entry],
-    hard_state: HardState,
+    mut hard_state: HardState,
     state: &mut RaftState,
     maint: Maintenance,
-    early: Option<EarlyResults<'_>>,
+    early: Option<Early<'_>>,
 ) -> Result<BatchOutcome, StorageError> {
     let mut txn = storage.begin()?;
     if let Some((first, last)) = maint.compact {
@@ -147,16 +163,71 @@ fn apply_batch_txn<S: Storage>(
     let mut results = Vec::new();
     let mut applied = state.applied;
     let mut applied_sync = false;
+    apply_entries(
+        &mut txn,
+        store,
+        committed,
+        &mut applied,
+        &mut applied_sync,
+        &mut results,
+    )?;
+    if let Some(early) = early {
+        if !results.is_empty() {
+            (early.results)(std::mem::take(&mut results));
+        }
+        if let Some(more) = early.more {
+            while let Some((entries, newer)) = more() {
+                hard_state = newer;
+                apply_entries(
+                    &mut txn,
+                    store,
+                    &entries,
+                    &mut applied,
+                    &mut applied_sync,
+                    &mut results,
+                )?;
+                if !results.is_empty() {
+                    (early.results)(std::mem::take(&mut results));
+                }
+            }
+        }
+    }
+    let next = RaftState {
+        hard_state,
+        applied,
+    };
+    txn.save_raft_state(&next)?;
+    let next_expiration = V2Store::next_expiration(&txn)?;
+    let clock = V2Store::clock(&txn)?;
+    txn.commit()?;
+    *state = next;
+    Ok(BatchOutcome {
+        applied_index: applied,
+        results,
+        next_expiration,
+        applied_sync,
+        clock,
+    })
+}
+
+fn apply_entries<T: StorageTxn>(
+    txn: &mut T,
+    store: &V2Store,
+    committed: &[Entry],
+    applied: &mut u64,
+    applied_sync: &mut bool,
+    results: &mut Vec<AppliedEntry>,
+) -> Result<(), StorageError> {
     for entry in committed {
-        if entry.index <= applied {
+        if entry.index <= *applied {
             // Applied before a restart: LMDB has it already.
             continue;
         }
         let mut history = Vec::new();
         if let Some(bytes) = entry.payload.command() {
             let cmd = decode_command(entry, bytes)?;
-            applied_sync |= matches!(cmd, Command::Sync { .. });
-            let result = store.apply(&mut txn, &cmd)?;
+            *applied_sync |= matches!(cmd, Command::Sync { .. });
+            let result = store.apply(txn, &cmd)?;
             if let Ok(done) = &result {
                 history = V2Store::encode_history(done.iter().map(|a| &a.event), &cmd)?;
             }
@@ -170,29 +241,9 @@ fn apply_batch_txn<S: Storage>(
         // The log database holds the applied log with its events: the watch history and
         // the tail kept for followers come from it.
         txn.append(entry, &history)?;
-        applied = entry.index;
+        *applied = entry.index;
     }
-    let next = RaftState {
-        hard_state,
-        applied,
-    };
-    txn.save_raft_state(&next)?;
-    let next_expiration = V2Store::next_expiration(&txn)?;
-    let clock = V2Store::clock(&txn)?;
-    if let Some(early) = early {
-        if !results.is_empty() {
-            early(std::mem::take(&mut results));
-        }
-    }
-    txn.commit()?;
-    *state = next;
-    Ok(BatchOutcome {
-        applied_index: applied,
-        results,
-        next_expiration,
-        applied_sync,
-        clock,
-    })
+    Ok(())
 }
 
 /// The last [`crate::store::HISTORY_LEN`] events, ascending, read back from the log records

@@ -45,6 +45,15 @@ pub struct ApplyJob {
     pub hard_state: HardState,
 }
 
+/// What the apply thread receives.
+pub enum ApplyInput {
+    /// Committed entries to apply.
+    Job(ApplyJob),
+    /// A reader waits until this index is applied (visible in LMDB): commit without
+    /// waiting for more entries.
+    Flush(u64),
+}
+
 /// The durable Raft log at start: LMDB's applied state with the WAL's hard state and the
 /// entries it holds after the applied index.
 pub struct DurableLog {
@@ -172,9 +181,9 @@ pub fn spawn(
     wal: WalThread,
     apply: ApplyThread,
     node: Sender<Input>,
-) -> Result<(Sender<WalJob>, Sender<ApplyJob>), StorageError> {
+) -> Result<(Sender<WalJob>, Sender<ApplyInput>), StorageError> {
     let (job_tx, job_rx) = mpsc::channel::<WalJob>();
-    let (apply_tx, apply_rx) = mpsc::channel::<ApplyJob>();
+    let (apply_tx, apply_rx) = mpsc::channel::<ApplyInput>();
     let node2 = node.clone();
     let direct = apply_tx.clone();
     spawn_named("apply", move || apply.run(apply_rx, node2))?;
@@ -197,7 +206,7 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), Stor
 }
 
 impl WalThread {
-    fn run(mut self, jobs: Receiver<WalJob>, apply: Sender<ApplyJob>, node: Sender<Input>) {
+    fn run(mut self, jobs: Receiver<WalJob>, apply: Sender<ApplyInput>, node: Sender<Input>) {
         for job in jobs {
             // etcd's rule: a changed commit index alone needs no sync (it is learned again
             // from the leader); entries, a term and a vote do.
@@ -232,7 +241,7 @@ impl WalThread {
                     committed: job.committed,
                     hard_state: self.hard_state,
                 };
-                if apply.send(job).is_err() {
+                if apply.send(ApplyInput::Job(job)).is_err() {
                     return;
                 }
             }
@@ -261,20 +270,43 @@ pub struct ApplyThread {
     pub single: bool,
     /// Report apply results before each commit (see `NodeParts::early_answers`).
     pub early_answers: bool,
+    /// With early answers: how long a transaction takes in entries that arrive after its
+    /// first before it commits (unless a reader waits, see [`ApplyInput::Flush`]).
+    pub commit_window: std::time::Duration,
     /// See [`WalThread::lmdb_durable`].
     pub lmdb_durable: Arc<AtomicU64>,
+    /// The highest index a reader waits for (see [`ApplyInput::Flush`]).
+    pub flush_through: u64,
 }
 
+/// A transaction takes in at most this many entries through its commit window (LMDB bounds
+/// the pages one transaction may dirty).
+const WINDOW_ENTRIES: usize = 4_096;
+
 impl ApplyThread {
-    fn run(mut self, jobs: Receiver<ApplyJob>, node: Sender<Input>) {
-        while let Ok(first) = jobs.recv() {
+    fn run(mut self, jobs: Receiver<ApplyInput>, node: Sender<Input>) {
+        let mut open = true;
+        while open {
+            let first = match jobs.recv() {
+                Ok(ApplyInput::Job(job)) => job,
+                Ok(ApplyInput::Flush(index)) => {
+                    self.flush_through = self.flush_through.max(index);
+                    continue;
+                }
+                Err(_) => break,
+            };
             let mut committed = first.committed;
             let mut hard_state = first.hard_state;
             while let Ok(more) = jobs.try_recv() {
-                committed.extend(more.committed);
-                hard_state = more.hard_state;
+                match more {
+                    ApplyInput::Job(job) => {
+                        committed.extend(job.committed);
+                        hard_state = job.hard_state;
+                    }
+                    ApplyInput::Flush(index) => self.flush_through = self.flush_through.max(index),
+                }
             }
-            let outcome = self.apply(&committed, hard_state, &node);
+            let outcome = self.apply(committed, hard_state, &jobs, &node, &mut open);
             let failed = outcome.is_err();
             if node.send(Input::Applied(outcome)).is_err() || failed {
                 return;
@@ -288,17 +320,38 @@ impl ApplyThread {
 
     fn apply(
         &mut self,
-        committed: &[Entry],
-        hard_state: HardState,
+        mut committed: Vec<Entry>,
+        mut hard_state: HardState,
+        jobs: &Receiver<ApplyInput>,
         node: &Sender<Input>,
+        open: &mut bool,
     ) -> Result<BatchOutcome, StorageError> {
-        let mut outcome = self.apply_once(committed, hard_state, node);
-        if outcome.as_ref().is_err_and(StorageError::is_map_full) {
-            self.make_room(hard_state);
-            outcome = self.apply_once(committed, hard_state, node);
+        let mut window = Window {
+            jobs,
+            open,
+            taken: Vec::new(),
+            hard_state,
+            deadline: std::time::Instant::now() + self.commit_window,
+            room: WINDOW_ENTRIES.saturating_sub(committed.len()),
+        };
+        let use_window = self.early_answers && !self.commit_window.is_zero();
+        let mut outcome = self.apply_once(
+            &committed,
+            hard_state,
+            node,
+            use_window.then_some(&mut window),
+        );
+        if outcome.is_err() {
+            // What the window took in is part of the batch: a retry applies it too.
+            committed.append(&mut window.taken);
+            hard_state = window.hard_state;
         }
         if outcome.as_ref().is_err_and(StorageError::is_map_full) {
-            outcome = self.apply_one_by_one(committed, hard_state, node);
+            self.make_room(hard_state);
+            outcome = self.apply_once(&committed, hard_state, node, None);
+        }
+        if outcome.as_ref().is_err_and(StorageError::is_map_full) {
+            outcome = self.apply_one_by_one(&committed, hard_state, node);
         }
         outcome
     }
@@ -308,12 +361,22 @@ impl ApplyThread {
         committed: &[Entry],
         hard_state: HardState,
         node: &Sender<Input>,
+        window: Option<&mut Window<'_>>,
     ) -> Result<BatchOutcome, StorageError> {
         let maint = self.maintenance();
         let mut early = |results| {
             let _ = node.send(Input::AppliedEarly(results));
         };
         let before = self.state.applied;
+        let flush_through = &mut self.flush_through;
+        let mut more = window.map(|w| {
+            move || {
+                let (entries, hs) = w.next(before, flush_through)?;
+                w.taken.extend_from_slice(&entries);
+                w.hard_state = hs;
+                Some((entries, hs))
+            }
+        });
         let outcome = batch::apply_batch(
             &*self.storage,
             &self.store,
@@ -321,8 +384,12 @@ impl ApplyThread {
             hard_state,
             &mut self.state,
             maint,
-            self.early_answers
-                .then_some(&mut early as batch::EarlyResults<'_>),
+            self.early_answers.then_some(batch::Early {
+                results: &mut early,
+                more: more
+                    .as_mut()
+                    .map(|m| m as &mut dyn FnMut() -> Option<(Vec<Entry>, HardState)>),
+            }),
         )?;
         // With NO_META_SYNC a commit is durable once the next one has synced.
         self.lmdb_durable.store(before, Ordering::SeqCst);
@@ -351,7 +418,7 @@ impl ApplyThread {
             if entry.index <= self.state.applied {
                 continue;
             }
-            match self.apply_once(std::slice::from_ref(entry), hard_state, node) {
+            match self.apply_once(std::slice::from_ref(entry), hard_state, node, None) {
                 Ok(o) => {
                     applied_sync |= o.applied_sync;
                     results.extend(o.results);
@@ -450,6 +517,51 @@ impl ApplyThread {
     }
 }
 
+/// A transaction's commit window: the entries that arrive while it is open join it, until
+/// the window closes, it is full, or a reader waits for an index past what LMDB holds.
+struct Window<'a> {
+    jobs: &'a Receiver<ApplyInput>,
+    /// Cleared when the node has gone (the channel closed).
+    open: &'a mut bool,
+    /// The entries taken in so far.
+    taken: Vec<Entry>,
+    /// The hard state of the newest job taken in.
+    hard_state: HardState,
+    deadline: std::time::Instant,
+    /// Entries the transaction may still take in.
+    room: usize,
+}
+
+impl Window<'_> {
+    // `committed_through`: what LMDB held before this transaction began.
+    fn next(
+        &mut self,
+        committed_through: u64,
+        flush_through: &mut u64,
+    ) -> Option<(Vec<Entry>, HardState)> {
+        loop {
+            if *flush_through > committed_through || self.room == 0 {
+                return None;
+            }
+            let left = self
+                .deadline
+                .checked_duration_since(std::time::Instant::now())?;
+            match self.jobs.recv_timeout(left) {
+                Ok(ApplyInput::Job(job)) => {
+                    self.room = self.room.saturating_sub(job.committed.len());
+                    return Some((job.committed, job.hard_state));
+                }
+                Ok(ApplyInput::Flush(index)) => *flush_through = (*flush_through).max(index),
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    *self.open = false;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +574,101 @@ mod tests {
             index,
             payload: Payload::Empty,
         }
+    }
+
+    fn set_entry(index: u64) -> Entry {
+        let cmd = crate::store::Command::Set {
+            key: format!("/w/k{index}"),
+            value: "v".into(),
+            dir: false,
+            expire_at: None,
+            refresh: false,
+        };
+        Entry {
+            term: 1,
+            index,
+            payload: Payload::Command(batch::encode_command(&cmd).unwrap()),
+        }
+    }
+
+    fn job(indexes: std::ops::RangeInclusive<u64>) -> ApplyInput {
+        ApplyInput::Job(ApplyJob {
+            committed: indexes.map(set_entry).collect(),
+            hard_state: HardState::default(),
+        })
+    }
+
+    // Answers go out as entries arrive; one commit takes in what arrived while it was
+    // open; a waiting reader (Flush) closes the window at once, and keeps later
+    // transactions from waiting while its index is not applied.
+    #[test]
+    fn the_commit_window_takes_in_later_entries_and_a_flush_closes_it() {
+        let dir = std::env::temp_dir().join(format!("pikv-disk-window-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let storage = Arc::new(LmdbStorage::open(&dir, 64 << 20).unwrap());
+        let apply = ApplyThread {
+            storage: Arc::clone(&storage),
+            store: Arc::new(V2Store::new()),
+            status: Arc::new(Status::default()),
+            state: RaftState::default(),
+            first_index: 0,
+            snapshot_count: 10_000,
+            single: false,
+            early_answers: true,
+            // Longer than the test: only a flush (or the node leaving) ends a window.
+            commit_window: std::time::Duration::from_secs(600),
+            lmdb_durable: Arc::new(AtomicU64::new(0)),
+            flush_through: 0,
+        };
+        let (tx, rx) = mpsc::channel();
+        let (node_tx, node_rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || apply.run(rx, node_tx));
+        let recv = || {
+            node_rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the apply thread reports")
+        };
+        let early_indexes = |input: Input| match input {
+            Input::AppliedEarly(results) => results.iter().map(|r| r.index).collect::<Vec<_>>(),
+            _ => panic!("expected early results"),
+        };
+        tx.send(job(1..=2)).unwrap();
+        assert_eq!(early_indexes(recv()), vec![1, 2]);
+        tx.send(job(3..=3)).unwrap();
+        assert_eq!(early_indexes(recv()), vec![3]);
+        assert!(
+            node_rx
+                .recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the window is still open: nothing committed"
+        );
+        assert_eq!(storage.recover().unwrap().raft.applied, 0);
+        // A reader waits for index 5, which has not arrived: the window closes at once.
+        tx.send(ApplyInput::Flush(5)).unwrap();
+        match recv() {
+            Input::Applied(Ok(outcome)) => assert_eq!(outcome.applied_index, 3),
+            _ => panic!("expected a commit"),
+        }
+        assert_eq!(storage.recover().unwrap().raft.applied, 3);
+        // Index 5 is still awaited: the next transaction commits without a window.
+        tx.send(job(4..=5)).unwrap();
+        assert_eq!(early_indexes(recv()), vec![4, 5]);
+        match recv() {
+            Input::Applied(Ok(outcome)) => assert_eq!(outcome.applied_index, 5),
+            _ => panic!("expected a commit"),
+        }
+        // The reader is served: windows again; the node leaving commits what is open.
+        tx.send(job(6..=6)).unwrap();
+        assert_eq!(early_indexes(recv()), vec![6]);
+        drop(tx);
+        match recv() {
+            Input::Applied(Ok(outcome)) => assert_eq!(outcome.applied_index, 6),
+            _ => panic!("expected a commit"),
+        }
+        thread.join().unwrap();
+        assert_eq!(storage.recover().unwrap().raft.applied, 6);
+        drop(storage);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -191,7 +191,9 @@ pub fn start(
             snapshot_count: parts.snapshot_count,
             single: !multi,
             early_answers: multi && parts.early_answers,
+            commit_window: APPLY_COMMIT_WINDOW,
             lmdb_durable,
+            flush_through: 0,
         },
         tx.clone(),
     )?;
@@ -340,7 +342,7 @@ struct Node {
     status: Arc<Status>,
     batch_tx: Sender<disk::WalJob>,
     /// Where committed entries that are durable already go to be applied.
-    apply_tx: Sender<disk::ApplyJob>,
+    apply_tx: Sender<disk::ApplyInput>,
     /// A Ready is with the WAL thread.
     batch_busy: bool,
     /// The log is durable through this index (the WAL thread's last report).
@@ -402,6 +404,12 @@ const PUBLISH_RETRY: Duration = Duration::from_secs(3);
 
 /// An expiry proposal not applied within this time was lost (with a leader, or refused).
 const SYNC_RETRY: Duration = Duration::from_secs(2);
+/// How long a cluster member's apply transaction takes in further committed entries before
+/// it commits (its clients are answered before the commit; readers that need the commit
+/// end the window at once). Each commit is an fdatasync on the disk the WALs use; measured on
+/// the project's 2-core VM, 3 members on loopback, 4 interleaved runs each: sequential PUT p50
+/// on the leader 1.53 -> 1.27 ms (p99 7.6 -> 4.4 ms), PUT/s at 63 connections 4750 -> 5800.
+const APPLY_COMMIT_WINDOW: Duration = Duration::from_millis(10);
 /// How long a stopping leader waits for its transfer to take effect.
 const TRANSFER_WAIT: Duration = Duration::from_secs(2);
 
@@ -612,6 +620,8 @@ impl Node {
         if rs.index <= self.raft.applied_index() {
             let _ = reply.try_send(Ok(()));
         } else {
+            // The apply thread may be holding its transaction open for more entries.
+            let _ = self.apply_tx.send(disk::ApplyInput::Flush(rs.index));
             self.reads.push((rs.index, reply));
         }
     }
@@ -810,7 +820,7 @@ impl Node {
                         committed: ready.committed_entries,
                         hard_state: self.latest_hard_state,
                     };
-                    if self.apply_tx.send(job).is_err() {
+                    if self.apply_tx.send(disk::ApplyInput::Job(job)).is_err() {
                         return;
                     }
                 }
