@@ -92,7 +92,11 @@ pub fn log_key(index: u64) -> [u8; 8] {
 /// events of the entry, empty until it is applied). The events ride in the entry's record,
 /// at the log's right edge, so recording them touches no page of its own.
 pub fn encode_entry(entry: &Entry, history: &[u8]) -> Result<Vec<u8>, StorageError> {
-    let mut out = vec![0u8; 4];
+    // The command's bytes and the history are nearly all of it: one allocation, not a
+    // dozen as the buffer grows write by write.
+    let command = entry.payload.command().map_or(0, <[u8]>::len);
+    let mut out = Vec::with_capacity(4 + 40 + command + history.len());
+    out.resize(4, 0);
     bincode::encode_into_std_write(entry, &mut out, BINCODE).map_err(|e| {
         StorageError::corrupt(format!("encode log entry {}", entry.index), e.to_string())
     })?;

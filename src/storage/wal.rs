@@ -262,7 +262,12 @@ impl Wal {
 }
 
 fn encode<R: Encode>(record: &R) -> Result<Vec<u8>, StorageError> {
-    let mut out = vec![0u8; HEADER as usize];
+    // Sized first: growing the buffer write by write reallocated it a dozen times a batch.
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::encode_into_writer(record, &mut size, BINCODE)
+        .map_err(|e| StorageError::corrupt("encode wal record", e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER as usize + size.bytes_written);
+    out.resize(HEADER as usize, 0);
     bincode::encode_into_std_write(record, &mut out, BINCODE)
         .map_err(|e| StorageError::corrupt("encode wal record", e.to_string()))?;
     let len = u32::try_from(out.len() - HEADER as usize)

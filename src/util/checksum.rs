@@ -1,40 +1,95 @@
 //! CRC-32C (Castagnoli), table-driven, std only: the checksum on log entries and frames.
+//! Slicing-by-8 (eight bytes per step through eight tables): every entry is checksummed
+//! several times on its way (frame, WAL record, LMDB record, on each member), and the
+//! byte-at-a-time loop was a measurable share of the apply thread's CPU.
 
-const fn make_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
+const POLY: u32 = 0x82F6_3B78;
+
+const fn make_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut crc = i as u32;
         let mut j = 0;
         while j < 8 {
             crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
+                (crc >> 1) ^ POLY
             } else {
                 crc >> 1
             };
             j += 1;
         }
-        table[i] = crc;
+        tables[0][i] = crc;
         i += 1;
     }
-    table
+    let mut t = 1;
+    while t < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = tables[t - 1][i];
+            tables[t][i] = (prev >> 8) ^ tables[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        t += 1;
+    }
+    tables
 }
 
-static TABLE: [u32; 256] = make_table();
+static TABLES: [[u32; 256]; 8] = make_tables();
 
 /// The CRC-32C of `data`.
 pub fn crc32c(data: &[u8]) -> u32 {
+    let t = &TABLES;
     let mut crc = !0u32;
-    for &b in data {
-        crc = TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let lo = crc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        crc = t[7][(lo & 0xFF) as usize]
+            ^ t[6][((lo >> 8) & 0xFF) as usize]
+            ^ t[5][((lo >> 16) & 0xFF) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][c[4] as usize]
+            ^ t[2][c[5] as usize]
+            ^ t[1][c[6] as usize]
+            ^ t[0][c[7] as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = t[0][((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
     }
     !crc
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn bytewise(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc = TABLES[0][((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
+        }
+        !crc
+    }
+
     #[test]
-    fn known_vector() {
-        assert_eq!(super::crc32c(b"123456789"), 0xE306_9283);
+    fn known_vectors() {
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(b""), 0);
+        // RFC 3720 B.4: 32 bytes of zeros, of 0xFF.
+        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
+        assert_eq!(crc32c(&[0xFFu8; 32]), 0x62A8_AB43);
+    }
+
+    #[test]
+    fn eight_at_a_time_equals_one_at_a_time_for_every_length_and_alignment() {
+        let data: Vec<u8> = (0..600u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for start in 0..8 {
+            for len in 0..(data.len() - start) {
+                let slice = &data[start..start + len];
+                assert_eq!(crc32c(slice), bytewise(slice), "start {start} len {len}");
+            }
+        }
     }
 }
