@@ -89,6 +89,9 @@ pub struct Early<'a> {
     pub results: EarlyResults<'a>,
     /// Supplies further entries.
     pub more: Option<MoreEntries<'a>>,
+    /// What `more` supplied, moved here once applied: the caller retries a failed batch
+    /// with them (the channel they came from has them no longer).
+    pub taken: Option<&'a mut Vec<Entry>>,
 }
 
 /// Applies `committed` (durable and committed entries, in index order) as one transaction,
@@ -175,17 +178,19 @@ fn apply_batch_txn<S: Storage>(
         if !results.is_empty() {
             (early.results)(std::mem::take(&mut results));
         }
-        if let Some(more) = early.more {
+        if let (Some(more), Some(taken)) = (early.more, early.taken) {
             while let Some((entries, newer)) = more() {
                 hard_state = newer;
-                apply_entries(
+                let applied_more = apply_entries(
                     &mut txn,
                     store,
                     &entries,
                     &mut applied,
                     &mut applied_sync,
                     &mut results,
-                )?;
+                );
+                taken.extend(entries);
+                applied_more?;
                 if !results.is_empty() {
                     (early.results)(std::mem::take(&mut results));
                 }

@@ -326,10 +326,10 @@ impl ApplyThread {
         node: &Sender<Input>,
         open: &mut bool,
     ) -> Result<BatchOutcome, StorageError> {
+        let mut taken = Vec::new();
         let mut window = Window {
             jobs,
             open,
-            taken: Vec::new(),
             hard_state,
             deadline: std::time::Instant::now() + self.commit_window,
             room: WINDOW_ENTRIES.saturating_sub(committed.len()),
@@ -339,11 +339,11 @@ impl ApplyThread {
             &committed,
             hard_state,
             node,
-            use_window.then_some(&mut window),
+            use_window.then_some((&mut window, &mut taken)),
         );
         if outcome.is_err() {
             // What the window took in is part of the batch: a retry applies it too.
-            committed.append(&mut window.taken);
+            committed.append(&mut taken);
             hard_state = window.hard_state;
         }
         if outcome.as_ref().is_err_and(StorageError::is_map_full) {
@@ -361,7 +361,7 @@ impl ApplyThread {
         committed: &[Entry],
         hard_state: HardState,
         node: &Sender<Input>,
-        window: Option<&mut Window<'_>>,
+        window: Option<(&mut Window<'_>, &mut Vec<Entry>)>,
     ) -> Result<BatchOutcome, StorageError> {
         let maint = self.maintenance();
         let mut early = |results| {
@@ -369,10 +369,10 @@ impl ApplyThread {
         };
         let before = self.state.applied;
         let flush_through = &mut self.flush_through;
+        let (window, taken) = window.unzip();
         let mut more = window.map(|w| {
             move || {
                 let (entries, hs) = w.next(before, flush_through)?;
-                w.taken.extend_from_slice(&entries);
                 w.hard_state = hs;
                 Some((entries, hs))
             }
@@ -389,6 +389,7 @@ impl ApplyThread {
                 more: more
                     .as_mut()
                     .map(|m| m as &mut dyn FnMut() -> Option<(Vec<Entry>, HardState)>),
+                taken,
             }),
         )?;
         // With NO_META_SYNC a commit is durable once the next one has synced.
@@ -523,8 +524,6 @@ struct Window<'a> {
     jobs: &'a Receiver<ApplyInput>,
     /// Cleared when the node has gone (the channel closed).
     open: &'a mut bool,
-    /// The entries taken in so far.
-    taken: Vec<Entry>,
     /// The hard state of the newest job taken in.
     hard_state: HardState,
     deadline: std::time::Instant,
