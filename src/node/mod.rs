@@ -242,6 +242,7 @@ pub fn start(
         cluster,
         heartbeats_sent: HashMap::new(),
         delivered_through: 0,
+        flush_sent: 0,
     };
     let mut node = node;
     node.delivered_through = node.raft.applied_index();
@@ -393,6 +394,9 @@ struct Node {
     cluster: ClusterClock,
     /// The highest index whose results went to the hub and the clients.
     delivered_through: u64,
+    /// The highest index a `Flush` was sent for: the apply thread commits without a window
+    /// until it has applied that far, so a read at or below it needs no other.
+    flush_sent: u64,
     /// The last heartbeat round sent to each follower and when, to time its answer.
     heartbeats_sent: HashMap<NodeId, (u64, Instant)>,
 }
@@ -623,7 +627,10 @@ impl Node {
             let _ = reply.try_send(Ok(()));
         } else {
             // The apply thread may be holding its transaction open for more entries.
-            let _ = self.apply_tx.send(disk::ApplyInput::Flush(rs.index));
+            if rs.index > self.flush_sent {
+                self.flush_sent = rs.index;
+                let _ = self.apply_tx.send(disk::ApplyInput::Flush(rs.index));
+            }
             self.reads.push((rs.index, reply));
         }
     }

@@ -225,7 +225,9 @@ impl WatchHub {
             for a in applied {
                 inner.current = inner.current.max(a.event.etcd_index);
                 inner.history.push(a.event.clone());
-                if a.event.refresh {
+                // Nothing to notify: skip the walk over the key's ancestors (the common case
+                // under write load).
+                if a.event.refresh || inner.by_key.is_empty() {
                     continue;
                 }
                 if a.event.action.is_removal() {
@@ -238,7 +240,7 @@ impl WatchHub {
                     }
                 }
                 for path in ancestors(&a.event.node.key) {
-                    notify_path(&mut inner, &a.event, &path, false, &mut deliveries);
+                    notify_path(&mut inner, &a.event, path, false, &mut deliveries);
                 }
             }
         }
@@ -312,16 +314,15 @@ fn drain_stream(state: &StreamState) {
     }
 }
 
-/// "/", "/a", "/a/b" for "/a/b".
-fn ancestors(key: &str) -> Vec<String> {
-    let mut out = vec!["/".to_string()];
-    let mut cur = String::new();
-    for seg in key.split('/').filter(|s| !s.is_empty()) {
-        cur.push('/');
-        cur.push_str(seg);
-        out.push(cur.clone());
-    }
-    out
+/// "/", "/a", "/a/b" for "/a/b" (keys are clean: rooted, no empty or trailing segment),
+/// as slices of `key`.
+fn ancestors(key: &str) -> impl Iterator<Item = &str> {
+    std::iter::once("/").chain(
+        key.char_indices()
+            .filter(|&(i, c)| c == '/' && i > 0)
+            .map(|(i, _)| &key[..i])
+            .chain((key.len() > 1).then_some(key)),
+    )
 }
 
 /// Whether `key` lies in a hidden part below `watch_path` (etcd's isHidden).
@@ -397,5 +398,20 @@ fn notify_path(
         inner.by_key.remove(path);
     } else {
         inner.by_key.insert(path.to_string(), keep);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ancestors;
+
+    #[test]
+    fn ancestors_run_from_the_root_to_the_key_itself() {
+        fn all(k: &str) -> Vec<&str> {
+            ancestors(k).collect()
+        }
+        assert_eq!(all("/"), ["/"]);
+        assert_eq!(all("/a"), ["/", "/a"]);
+        assert_eq!(all("/a/bc/d"), ["/", "/a", "/a/bc", "/a/bc/d"]);
     }
 }
