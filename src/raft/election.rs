@@ -54,12 +54,19 @@ impl Raft {
     // Whether a quorum (this leader included) was heard from since the last round; starts
     // the next round.
     fn quorum_active(&mut self) -> bool {
-        let mut active = 1;
-        for pr in self.progress.values_mut() {
-            if pr.recent_active {
+        // A leader that removed itself leads on until that commits, counting only others.
+        let mut active = usize::from(self.voters.contains(&self.id));
+        let mut gone = Vec::new();
+        for (id, pr) in self.progress.iter_mut() {
+            if !pr.recent_active {
+                gone.push(*id);
+            } else if self.voters.contains(id) {
                 active += 1;
             }
             pr.recent_active = false;
+        }
+        for peer in gone {
+            self.maybe_forget_leaving(peer, true);
         }
         active >= quorum::majority(self.voters.len())
     }

@@ -40,14 +40,55 @@ pub enum Payload {
         /// The encoded command.
         command: Vec<u8>,
     },
+    /// A change of the voters, one member at a time (Raft thesis §4.1): it takes effect on
+    /// every member as soon as the member appends it, committed or not. `context` is the
+    /// driver's (the member's name and URLs); the core only reads `change`. Last variant:
+    /// entries written before it existed decode unchanged.
+    Membership {
+        /// Whom it adds or removes.
+        change: ConfChange,
+        /// What the driver records with it.
+        context: Vec<u8>,
+    },
+}
+
+/// One membership change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum ConfChange {
+    /// The member becomes a voter.
+    AddVoter(NodeId),
+    /// The member stops being a voter (and leaves the cluster).
+    RemoveVoter(NodeId),
+}
+
+impl ConfChange {
+    /// `voters` (sorted, without duplicates) after this change.
+    pub fn applied_to(self, voters: &mut Vec<NodeId>) {
+        match self {
+            ConfChange::AddVoter(id) => {
+                if let Err(at) = voters.binary_search(&id) {
+                    voters.insert(at, id);
+                }
+            }
+            ConfChange::RemoveVoter(id) => voters.retain(|v| *v != id),
+        }
+    }
 }
 
 impl Payload {
     /// The encoded state-machine command, if the entry carries one.
     pub fn command(&self) -> Option<&[u8]> {
         match self {
-            Payload::Empty => None,
+            Payload::Empty | Payload::Membership { .. } => None,
             Payload::Command(c) | Payload::Forwarded { command: c, .. } => Some(c),
+        }
+    }
+
+    /// The membership change the entry carries, with its driver context.
+    pub fn membership(&self) -> Option<(ConfChange, &[u8])> {
+        match self {
+            Payload::Membership { change, context } => Some((*change, context)),
+            _ => None,
         }
     }
 

@@ -29,6 +29,7 @@
 
 mod election;
 mod log;
+mod membership;
 pub mod message;
 pub mod prng;
 mod progress;
@@ -40,12 +41,13 @@ mod replication;
 mod tests;
 mod transfer;
 
-pub use message::{Entry, HardState, Message, MessageBody, NodeId, Payload};
+pub use message::{ConfChange, Entry, HardState, Message, MessageBody, NodeId, Payload};
 pub use prng::Prng;
 pub use progress::ProgressState;
 pub use ready::{Persisted, ReadState, Ready};
 
 use log::RaftLog;
+use membership::Membership;
 use progress::Progress;
 use read_index::ReadRequest;
 use replication::SendWhen;
@@ -128,6 +130,13 @@ pub enum ProposeError {
     UnknownMember(NodeId),
     /// A forwarded request this leader has already appended.
     Duplicate,
+    /// A membership change is not committed yet (or this new leader has not committed an
+    /// entry of its term yet): one change at a time.
+    MembershipChangePending,
+    /// The member to add is a voter already.
+    MemberExists(NodeId),
+    /// The only voter cannot be removed.
+    LastVoter,
 }
 
 /// How many forwarded requests a leader remembers to drop duplicates.
@@ -141,6 +150,11 @@ impl fmt::Display for ProposeError {
             ProposeError::TransferInProgress => write!(f, "leadership transfer in progress"),
             ProposeError::UnknownMember(id) => write!(f, "member {id:x} is not a voter"),
             ProposeError::Duplicate => write!(f, "request already proposed"),
+            ProposeError::MembershipChangePending => {
+                write!(f, "another membership change is in progress")
+            }
+            ProposeError::MemberExists(id) => write!(f, "member {id:x} is a voter already"),
+            ProposeError::LastVoter => write!(f, "the last voter cannot be removed"),
         }
     }
 }
@@ -169,8 +183,13 @@ struct InFlight {
 #[derive(Debug)]
 pub struct Raft {
     id: NodeId,
-    /// Sorted, without duplicates.
+    /// Sorted, without duplicates: those of the newest configuration in the log.
     voters: Vec<NodeId>,
+    /// Where `voters` comes from.
+    membership: Membership,
+    /// A leader's followers being removed, with the index of their removal: still sent the
+    /// log until they know they are out (see `maybe_forget_leaving`).
+    leaving: BTreeMap<NodeId, u64>,
     config: Config,
     prng: Prng,
     role: Role,
@@ -222,16 +241,12 @@ pub struct Raft {
 }
 
 impl Raft {
-    /// A member resuming from `initial`, in a cluster whose voters are `voters`. A single
-    /// voter (`voters == [id]`) elects itself at once.
-    pub fn new(
-        id: NodeId,
-        mut voters: Vec<NodeId>,
-        initial: InitialState,
-        config: &Config,
-    ) -> Raft {
-        voters.sort_unstable();
-        voters.dedup();
+    /// A member resuming from `initial`, in a cluster whose voters were `voters` at
+    /// `initial.applied` (membership changes in `initial.entries` after it take effect on
+    /// top). A single voter (`voters == [id]`) elects itself at once.
+    pub fn new(id: NodeId, voters: Vec<NodeId>, initial: InitialState, config: &Config) -> Raft {
+        let membership = Membership::new(voters, initial.applied, &initial.entries);
+        let voters = membership.voters();
         let config = config.sanitized();
         let log = RaftLog::new(
             initial.compacted_index,
@@ -246,6 +261,8 @@ impl Raft {
         let mut raft = Raft {
             id,
             voters,
+            membership,
+            leaving: BTreeMap::new(),
             config,
             prng,
             role: Role::Follower,
@@ -435,6 +452,7 @@ impl Raft {
         }
         self.progress
             .iter()
+            .filter(|(id, _)| self.voters.contains(id))
             .filter(|(_, pr)| pr.recent_active || pr.match_index > 0)
             .max_by_key(|(id, pr)| (pr.match_index, std::cmp::Reverse(**id)))
             .map(|(id, _)| *id)
@@ -500,7 +518,30 @@ impl Raft {
     /// A message from a peer. Anything that does not fit — unknown sender, another
     /// receiver, a stale term, indexes beyond the log — is ignored or answered, never trusted.
     pub fn step(&mut self, m: Message) {
-        if m.to != self.id || m.from == self.id || !self.voters.contains(&m.from) {
+        if m.to != self.id || m.from == self.id || m.from == 0 {
+            return;
+        }
+        // A leader may be a member this one does not know as a voter yet (added by an
+        // entry not appended here yet); everything else comes from voters, or, for answers
+        // to a leader, from followers it replicates to (its progress decides).
+        let from_leader = match m.body {
+            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => true,
+            // A leader that removed itself hands over and answers its last reads.
+            MessageBody::TimeoutNow | MessageBody::ReadIndexResponse { .. } => {
+                self.leader == Some(m.from)
+            }
+            _ => false,
+        };
+        let answer = matches!(
+            m.body,
+            MessageBody::AppendAccepted { .. }
+                | MessageBody::AppendRejected { .. }
+                | MessageBody::HeartbeatResponse { .. }
+        );
+        let known = from_leader
+            || self.voters.contains(&m.from)
+            || (answer && self.progress.contains_key(&m.from));
+        if !known {
             return;
         }
         if m.term > self.term() {
@@ -730,6 +771,7 @@ impl Raft {
             self.log.mark_persisted(index, term);
         }
         self.applied = self.applied.max(persisted.applied_index.min(self.applying));
+        self.membership.settle_through(self.applied);
         let held = std::mem::take(&mut self.msgs_after_inflight);
         self.release(held);
         if self.role == Role::Leader && self.maybe_commit() {
@@ -743,6 +785,7 @@ impl Raft {
     /// thread of its own, behind its log writes, reports the two separately).
     pub fn applied_to(&mut self, index: u64) {
         self.applied = self.applied.max(index.min(self.applying));
+        self.membership.settle_through(self.applied);
         self.debug_check();
     }
 
@@ -806,6 +849,13 @@ impl Raft {
                 self.log.persisted()
             ));
         }
+        if self.voters != self.membership.voters() {
+            return Some(format!(
+                "voters {:?}, the log's membership says {:?}",
+                self.voters,
+                self.membership.voters()
+            ));
+        }
         if self.role == Role::Leader
             && (self.leader != Some(self.id) || self.hard_state.vote != self.id)
         {
@@ -865,6 +915,7 @@ impl Raft {
         self.reset_timers();
         self.votes.clear();
         self.progress.clear();
+        self.leaving.clear();
         self.lead_transferee = None;
         // Reads the leader had not confirmed are never answered: the driver times them out.
         self.pending_reads.clear();
@@ -926,6 +977,7 @@ impl Raft {
     /// acknowledgement that claimed them: they never became durable here.
     fn truncate_log_after(&mut self, index: u64) {
         self.log.truncate_after(index);
+        self.membership_truncated_after(index);
         let claims_dropped = |m: &Message| matches!(m.body, MessageBody::AppendAccepted { match_index } if match_index > index);
         self.msgs_after_persist.retain(|m| !claims_dropped(m));
         self.msgs_after_inflight.retain(|m| !claims_dropped(m));

@@ -21,7 +21,7 @@ impl Raft {
     /// Appends an entry of the current term to the leader's log; returns its index.
     pub(super) fn append_entry(&mut self, payload: Payload) -> u64 {
         let index = self.log.last_index() + 1;
-        self.log.push(Entry {
+        self.push_entry(Entry {
             term: self.term(),
             index,
             payload,
@@ -183,7 +183,7 @@ impl Raft {
                         self.truncate_log_after(at - 1);
                     }
                     for e in entries.into_iter().skip(pos) {
-                        self.log.push(e);
+                        self.push_entry(e);
                     }
                 }
                 let last_new = prev_index + n;
@@ -236,6 +236,7 @@ impl Raft {
         }
         while self.maybe_send_append(from, SendWhen::NewEntries) {}
         self.maybe_send_timeout_now(from);
+        self.maybe_forget_leaving(from, false);
     }
 
     /// The leader learns that `from` lacks its entry at `rejected_index`.
@@ -321,6 +322,7 @@ impl Raft {
         }
         self.hard_state.commit = index;
         self.release_reads_awaiting_commit();
+        self.maybe_leave_after_removal();
         true
     }
 }

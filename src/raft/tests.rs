@@ -1333,3 +1333,233 @@ fn a_hastened_first_election_comes_within_one_election_timeout() {
         assert!(ticks >= 1, "seed {seed}: still one tick at least");
     }
 }
+
+// --- membership changes (thesis §4.1): one voter at a time, in effect once appended -------
+
+/// A 3-member cluster led by 1, with member 4 started empty (knowing the first
+/// configuration, as every original member does) but not yet a voter.
+fn cluster_with_newcomer() -> Cluster {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.nodes.insert(
+        4,
+        Raft::new(4, vec![1, 2, 3], InitialState::default(), &config()),
+    );
+    c
+}
+
+#[test]
+fn an_added_voter_counts_from_the_moment_the_leader_appends_it_and_catches_up() {
+    let mut c = cluster_with_newcomer();
+    let index = c
+        .node(1)
+        .propose_conf_change(ConfChange::AddVoter(4), b"d".to_vec())
+        .expect("leader with its noop committed takes a change");
+    // In effect on the leader before it commits: 4 is replicated to and counted.
+    assert_eq!(c.node(1).voters(), [1, 2, 3, 4]);
+    assert_eq!(c.node(2).voters(), [1, 2, 3], "not appended on 2 yet");
+    c.stabilize();
+    for id in 1..=4 {
+        assert_eq!(c.node(id).voters(), [1, 2, 3, 4], "member {id}");
+        assert!(c.node(id).commit_index() >= index, "member {id}");
+    }
+    assert_eq!(c.node(4).last_index(), c.node(1).last_index());
+    // A majority of 4 is 3: with two followers cut off, nothing commits.
+    c.isolate(3);
+    c.isolate(4);
+    let w = c.node(1).propose(b"w".to_vec()).unwrap();
+    c.stabilize();
+    assert!(c.node(1).commit_index() < w, "2 of 4 is no majority");
+    c.heal();
+    c.tick(1, 1);
+    assert!(c.node(1).commit_index() >= w);
+}
+
+#[test]
+fn membership_changes_go_one_at_a_time_and_only_after_the_leaders_first_commit() {
+    let mut c = cluster_with_newcomer();
+    c.node(1)
+        .propose_conf_change(ConfChange::AddVoter(4), vec![])
+        .unwrap();
+    assert!(c.node(1).membership_change_pending());
+    assert_eq!(
+        c.node(1)
+            .propose_conf_change(ConfChange::RemoveVoter(2), vec![]),
+        Err(ProposeError::MembershipChangePending)
+    );
+    c.stabilize();
+    assert!(!c.node(1).membership_change_pending());
+    assert_eq!(
+        c.node(1)
+            .propose_conf_change(ConfChange::AddVoter(4), vec![]),
+        Err(ProposeError::MemberExists(4))
+    );
+    assert_eq!(
+        c.node(1)
+            .propose_conf_change(ConfChange::RemoveVoter(9), vec![]),
+        Err(ProposeError::UnknownMember(9))
+    );
+    assert_eq!(
+        c.node(2)
+            .propose_conf_change(ConfChange::RemoveVoter(3), vec![]),
+        Err(ProposeError::NotLeader)
+    );
+    // A new leader whose noop has not committed yet takes no change.
+    c.isolate(1);
+    c.node(2).campaign(Campaign::Transfer);
+    c.stabilize_with(|m| !matches!(m.body, MessageBody::AppendAccepted { .. }));
+    assert_eq!(c.node(2).role(), Role::Leader);
+    assert_eq!(
+        c.node(2)
+            .propose_conf_change(ConfChange::RemoveVoter(1), vec![]),
+        Err(ProposeError::MembershipChangePending)
+    );
+    // The lost acknowledgements come again after the next heartbeat.
+    c.tick(2, 1);
+    assert_eq!(
+        c.node(2)
+            .propose_conf_change(ConfChange::RemoveVoter(1), vec![])
+            .map(|_| ()),
+        Ok(())
+    );
+}
+
+#[test]
+fn a_removed_follower_is_left_alone_and_never_campaigns() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let removal = c
+        .node(1)
+        .propose_conf_change(ConfChange::RemoveVoter(3), vec![])
+        .unwrap();
+    c.stabilize();
+    assert!(
+        c.node(3).commit_index() >= removal,
+        "3 learns that its removal committed (its driver stops it then)"
+    );
+    assert_eq!(c.node(1).voters(), [1, 2]);
+    assert_eq!(c.node(3).voters(), [1, 2], "3 appended its own removal");
+    assert_eq!(
+        c.node(1).follower_matches().len(),
+        1,
+        "only 2 is replicated to"
+    );
+    // Two voters: both are needed, 3 no longer is.
+    c.isolate(3);
+    let w = c.node(1).propose(b"w".to_vec()).unwrap();
+    c.stabilize();
+    assert_eq!(c.node(1).commit_index(), w);
+    // However long 3 waits, it does not campaign: nobody hears from it.
+    c.delivered.clear();
+    c.heal();
+    c.isolate(1);
+    c.isolate(2);
+    c.tick(3, 40);
+    assert_eq!(c.node(3).role(), Role::Follower);
+    assert!(c.delivered.is_empty());
+}
+
+#[test]
+fn a_leader_that_removes_itself_leads_until_the_removal_commits_then_hands_over() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let term = c.node(1).term();
+    let index = c
+        .node(1)
+        .propose_conf_change(ConfChange::RemoveVoter(1), vec![])
+        .unwrap();
+    assert_eq!(
+        c.node(1).role(),
+        Role::Leader,
+        "leads while the removal commits"
+    );
+    assert_eq!(c.node(1).voters(), [2, 3]);
+    // No tick: the handover (TimeoutNow) elects the next leader at once.
+    c.stabilize();
+    assert_eq!(c.node(1).role(), Role::Follower);
+    let leaders: Vec<NodeId> = [2, 3]
+        .into_iter()
+        .filter(|id| c.nodes[id].role() == Role::Leader)
+        .collect();
+    assert_eq!(leaders.len(), 1, "one of the remaining voters leads");
+    let l = leaders[0];
+    assert_eq!(c.node(l).term(), term + 1);
+    assert!(c.node(l).commit_index() > index);
+    // The old leader keeps its log in step as a follower but never campaigns.
+    c.tick(1, 40);
+    assert_eq!(c.node(1).role(), Role::Follower);
+    assert_eq!(c.node(l).role(), Role::Leader);
+}
+
+#[test]
+fn an_uncommitted_change_overwritten_by_a_new_leader_is_undone() {
+    let mut c = cluster_with_newcomer();
+    c.isolate(1);
+    c.node(1)
+        .propose_conf_change(ConfChange::AddVoter(4), vec![])
+        .unwrap();
+    c.stabilize();
+    assert_eq!(c.node(1).voters(), [1, 2, 3, 4]);
+    c.node(2).campaign(Campaign::Transfer);
+    c.stabilize();
+    assert_eq!(c.node(2).role(), Role::Leader);
+    c.heal();
+    c.tick(2, 1);
+    assert_eq!(c.node(1).role(), Role::Follower);
+    assert_eq!(
+        c.node(1).voters(),
+        [1, 2, 3],
+        "the change went with the entry"
+    );
+    assert_eq!(c.node(1).last_index(), c.node(2).last_index());
+}
+
+#[test]
+fn a_restart_takes_the_voters_at_applied_and_the_changes_after_it() {
+    let change = |index, change| Entry {
+        term: 1,
+        index,
+        payload: Payload::Membership {
+            change,
+            context: vec![],
+        },
+    };
+    let initial = InitialState {
+        hard_state: HardState {
+            term: 1,
+            vote: 0,
+            commit: 2,
+        },
+        applied: 1,
+        compacted_index: 0,
+        compacted_term: 0,
+        entries: vec![
+            // Already in the voters the driver passes (applied at 1).
+            change(1, ConfChange::AddVoter(4)),
+            change(2, ConfChange::RemoveVoter(2)),
+        ],
+    };
+    let raft = Raft::new(1, vec![1, 2, 3, 4], initial, &config());
+    assert_eq!(raft.voters(), [1, 3, 4]);
+    assert_eq!(raft.violation(), None);
+}
+
+#[test]
+fn vote_requests_of_non_voters_are_dropped() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let f = c.node(2);
+    let term = f.term();
+    f.step(msg(
+        9,
+        2,
+        term + 5,
+        MessageBody::Vote {
+            last_index: 100,
+            last_term: term + 4,
+            transfer: true,
+        },
+    ));
+    assert_eq!(f.term(), term, "a stranger's term is not taken");
+    assert!(drive(f).is_empty());
+}

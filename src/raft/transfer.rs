@@ -16,7 +16,7 @@ impl Raft {
         if to == self.id || self.lead_transferee == Some(to) {
             return Ok(());
         }
-        if !self.progress.contains_key(&to) {
+        if !self.voters.contains(&to) || !self.progress.contains_key(&to) {
             return Err(ProposeError::UnknownMember(to));
         }
         self.lead_transferee = Some(to);

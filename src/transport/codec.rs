@@ -47,7 +47,9 @@ pub fn bytes_bound(m: &Message) -> usize {
         MessageBody::Append { entries, .. } => entries.iter().fold(0usize, |sum, e| {
             let data = match &e.payload {
                 Payload::Empty => 0,
-                Payload::Command(data) | Payload::Forwarded { command: data, .. } => data.len(),
+                Payload::Command(data)
+                | Payload::Forwarded { command: data, .. }
+                | Payload::Membership { context: data, .. } => data.len(),
             };
             sum.saturating_add(ENTRY_BYTES_BOUND).saturating_add(data)
         }),
