@@ -71,6 +71,19 @@ pub struct Config {
     pub max_inflight_msgs: usize,
     /// Entries in one append message. At least 1.
     pub max_entries_per_msg: usize,
+    /// Test only: a safety rule switched off, so that the simulator can show it catches
+    /// what follows. `None` everywhere else.
+    #[doc(hidden)]
+    pub broken_rule: Option<BrokenRule>,
+}
+
+/// A safety rule the simulator may switch off (see [`Config::broken_rule`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokenRule {
+    /// Membership changes are taken while another is uncommitted, and by a leader that has
+    /// not committed an entry of its term.
+    ManyMembershipChanges,
 }
 
 impl Default for Config {
@@ -82,6 +95,7 @@ impl Default for Config {
             seed: 0,
             max_inflight_msgs: 256,
             max_entries_per_msg: 64,
+            broken_rule: None,
         }
     }
 }
@@ -97,6 +111,7 @@ impl Config {
             seed: self.seed,
             max_inflight_msgs: self.max_inflight_msgs.max(1),
             max_entries_per_msg: self.max_entries_per_msg.max(1),
+            broken_rule: self.broken_rule,
         }
     }
 }
@@ -521,26 +536,22 @@ impl Raft {
         if m.to != self.id || m.from == self.id || m.from == 0 {
             return;
         }
-        // A leader may be a member this one does not know as a voter yet (added by an
-        // entry not appended here yet); everything else comes from voters, or, for answers
-        // to a leader, from followers it replicates to (its progress decides).
-        let from_leader = match m.body {
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } => true,
-            // A leader that removed itself hands over and answers its last reads.
+        // Raft thesis §4.1: appends and votes are taken from members this one does not
+        // know as voters: a leader added by an entry not appended here yet must be
+        // followed, and a candidate's vote may be needed (a new member's, with one of the
+        // old ones down). A removed member cannot disrupt with its campaigns: it does not
+        // campaign once it appended its removal, and before that the lease refuses it
+        // (thesis §4.2.3). What only a leader sends is taken from our leader only, and a
+        // leader serves only its followers.
+        let known = match m.body {
             MessageBody::TimeoutNow | MessageBody::ReadIndexResponse { .. } => {
                 self.leader == Some(m.from)
             }
-            _ => false,
+            MessageBody::ReadIndex { .. } | MessageBody::Propose { .. } => {
+                self.voters.contains(&m.from) || self.progress.contains_key(&m.from)
+            }
+            _ => true,
         };
-        let answer = matches!(
-            m.body,
-            MessageBody::AppendAccepted { .. }
-                | MessageBody::AppendRejected { .. }
-                | MessageBody::HeartbeatResponse { .. }
-        );
-        let known = from_leader
-            || self.voters.contains(&m.from)
-            || (answer && self.progress.contains_key(&m.from));
         if !known {
             return;
         }

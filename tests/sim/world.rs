@@ -17,8 +17,8 @@ use crate::invariants::{Checker, Violation};
 use crate::linearizability::OpKind;
 use crate::network::{NetOptions, Network};
 use pikv::raft::{
-    Config, Entry, HardState, InitialState, Message, MessageBody, NodeId, Payload, Persisted, Prng,
-    Raft, Ready, Role,
+    BrokenRule, ConfChange, Config, Entry, HardState, InitialState, Message, MessageBody, NodeId,
+    Payload, Persisted, Prng, Raft, Ready, Role,
 };
 use pikv::util::clock::{ClockAnchor, ClusterClock};
 use std::collections::hash_map::DefaultHasher;
@@ -90,6 +90,14 @@ pub struct Options {
     /// a pre-candidate or a candidate, and no term may start (a run without faults that could
     /// justify an election).
     pub no_elections: bool,
+    /// Mean time between membership changes asked of the leader (0: none): a new member
+    /// added (and started empty), or a voter — the leader itself too — removed.
+    pub membership_every_ms: u64,
+    /// Voters the run may have at once (`members` at the start, more once added); ids are
+    /// never reused.
+    pub max_voters: usize,
+    /// A safety rule switched off in the core (used only to prove the checkers work).
+    pub broken_rule: Option<BrokenRule>,
 }
 
 /// A member whose fsyncs stall, as an SD card's do: a write on it takes
@@ -152,6 +160,9 @@ impl Options {
             slow_disk: None,
             clock: None,
             no_elections: false,
+            membership_every_ms: pick(&[0, 0, 150, 600]),
+            max_voters: members + 2,
+            broken_rule: None,
         }
     }
 
@@ -204,6 +215,9 @@ impl Options {
                 net_delay_max_ms: delay_max_ms,
             }),
             no_elections: false,
+            membership_every_ms: 0,
+            max_voters: members,
+            broken_rule: None,
         }
     }
 
@@ -256,6 +270,9 @@ impl Options {
             }),
             clock: None,
             no_elections: true,
+            membership_every_ms: 0,
+            max_voters: members,
+            broken_rule: None,
         }
     }
 }
@@ -272,6 +289,8 @@ struct Disk {
     /// Entries 1..=len.
     log: Vec<Entry>,
     applied: u64,
+    /// The voters as of `applied` (what pikv's store records with each membership entry).
+    voters: Vec<NodeId>,
     /// The state machine: key → the op id of the last write applied.
     kv: BTreeMap<u8, u64>,
 }
@@ -283,6 +302,10 @@ struct Write {
 
 struct Member {
     id: NodeId,
+    /// Started once (a member of the first configuration, or added later).
+    joined: bool,
+    /// Applied its own removal and stopped for good.
+    removed: bool,
     raft: Option<Raft>,
     disk: Disk,
     write: Option<Write>,
@@ -381,6 +404,12 @@ pub enum Event {
         from: NodeId,
         to: NodeId,
     },
+    Membership {
+        leader: NodeId,
+        change: String,
+        index: Option<u64>,
+    },
+    Removed(NodeId),
     SlowDisk {
         member: NodeId,
     },
@@ -479,6 +508,10 @@ pub struct Stats {
     pub clock_lag_max_ms: u64,
     /// Wall-clock jumps (by days).
     pub wall_jumps: u64,
+    /// Membership changes appended by a leader (adds, removes).
+    pub added: u64,
+    /// See `added`.
+    pub removed: u64,
 }
 
 fn encode_op(op_id: u64, key: u8) -> Vec<u8> {
@@ -531,13 +564,20 @@ pub struct World {
 impl World {
     /// The world of `seed`: members not started yet, clients idle.
     pub fn new(seed: u64, opts: Options, verbose: bool) -> World {
-        let ids: Vec<NodeId> = (1..=opts.members as u64).collect();
+        let slots = opts.max_voters.max(opts.members);
+        let ids: Vec<NodeId> = (1..=slots as u64).collect();
+        let first_config: Vec<NodeId> = (1..=opts.members as u64).collect();
         let members = ids
             .iter()
             .map(|id| Member {
                 id: *id,
+                joined: *id <= opts.members as u64,
+                removed: false,
                 raft: None,
-                disk: Disk::default(),
+                disk: Disk {
+                    voters: first_config.clone(),
+                    ..Disk::default()
+                },
                 write: None,
                 applies: VecDeque::new(),
                 next_tick_at: 0,
@@ -776,7 +816,9 @@ impl World {
     /// Runs the faulty phase, heals, waits for convergence and checks the end state.
     pub fn run(&mut self) -> Result<(), Violation> {
         for i in 0..self.members.len() {
-            self.restart(i)?;
+            if self.members[i].joined {
+                self.restart(i)?;
+            }
         }
         while self.now < self.opts.fault_ms {
             self.step_ms()?;
@@ -805,7 +847,8 @@ impl World {
         self.now += 1;
         for i in 0..self.members.len() {
             if self.members[i].raft.is_none() {
-                if self.now >= self.members[i].down_until {
+                let m = &self.members[i];
+                if m.joined && !m.removed && self.now >= m.down_until {
                     self.restart(i)?;
                 }
                 continue;
@@ -1103,7 +1146,12 @@ impl World {
         let id = self.members[i].id;
         let bad = |detail: String| Violation::Member { member: id, detail };
         let term = self.members[i].raft.as_ref().map_or(0, Raft::term);
+        let mut removed_at = None;
         for e in committed {
+            if removed_at.is_some() {
+                // pikv's node stops at its removal: nothing after it is applied here.
+                break;
+            }
             let disk = &self.members[i].disk;
             if e.index != disk.applied + 1 {
                 return Err(bad(format!(
@@ -1128,9 +1176,15 @@ impl World {
                 .iter()
                 .filter(|m| m.disk.log.get(e.index as usize - 1) == Some(e))
                 .count();
-            self.checker
-                .applied_entry(id, term, e, holders, self.members.len())?;
+            let quorum = commit_quorum(disk, e);
+            self.checker.applied_entry(id, term, e, holders, quorum)?;
             let disk = &mut self.members[i].disk;
+            if let Some((change, _)) = e.payload.membership() {
+                change.applied_to(&mut disk.voters);
+                if change == ConfChange::RemoveVoter(id) {
+                    removed_at = Some(e.index);
+                }
+            }
             if let Some((op, key)) = decode_op(&e.payload) {
                 disk.kv.insert(key, op);
                 self.op_index.entry(op).or_insert(e.index);
@@ -1140,7 +1194,30 @@ impl World {
             }
             disk.applied = e.index;
         }
+        if removed_at.is_some() {
+            self.retire(i);
+        }
         Ok(())
+    }
+
+    /// Member `i` applied its own removal: it stops for good, as pikv's node does.
+    fn retire(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        m.removed = true;
+        m.raft = None;
+        m.write = None;
+        m.applies.clear();
+        m.read_states.clear();
+        m.seen_term = 0;
+        m.seen_commit = 0;
+        m.seen_role = None;
+        let id = m.id;
+        self.trace.push(self.now, Event::Removed(id));
+        for c in 0..self.clients.len() {
+            if self.clients[c].member == i {
+                self.give_up(c);
+            }
+        }
     }
 
     /// Checks after every event, for member `i` and the clients waiting on it.
@@ -1313,9 +1390,10 @@ impl World {
                 .wrapping_add(m.boots),
             max_inflight_msgs: self.opts.max_inflight_msgs,
             max_entries_per_msg: self.opts.max_entries_per_msg,
+            broken_rule: self.opts.broken_rule,
         };
         m.boots += 1;
-        let raft = Raft::new(m.id, self.ids.clone(), initial, &config);
+        let raft = Raft::new(m.id, m.disk.voters.clone(), initial, &config);
         if raft.applied_index() != m.disk.applied {
             return Err(Violation::Member {
                 member: m.id,
@@ -1378,6 +1456,9 @@ impl World {
             }
             self.trace.push(self.now, Event::Net(self.net.describe()));
         }
+        if self.opts.membership_every_ms > 0 && self.prng.chance(1, self.opts.membership_every_ms) {
+            self.membership_step()?;
+        }
         if self.opts.transfer_every_ms > 0 && self.prng.chance(1, self.opts.transfer_every_ms) {
             if let Some(i) = self.leader() {
                 let to = self.ids[self.prng.below(n as u64) as usize];
@@ -1390,6 +1471,59 @@ impl World {
                 self.pump(i)?;
                 self.after_event(i)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Asks the leader to add the next member never used (started empty at once, as an
+    /// operator starts the new board after `member add`) or to remove a voter (itself
+    /// too), keeping 2 to `max_voters` voters.
+    fn membership_step(&mut self) -> Result<(), Violation> {
+        let Some(l) = self.leader() else {
+            return Ok(());
+        };
+        let Some(raft) = self.members[l].raft.as_ref() else {
+            return Ok(());
+        };
+        let voters = raft.voters().to_vec();
+        let fresh = self.members.iter().position(|m| !m.joined);
+        let add = match fresh {
+            Some(_) if voters.len() < self.opts.max_voters => {
+                voters.len() <= 2 || self.prng.chance(1, 2)
+            }
+            _ => false,
+        };
+        let change = match fresh {
+            Some(f) if add => ConfChange::AddVoter(self.members[f].id),
+            _ if voters.len() > 2 => {
+                ConfChange::RemoveVoter(voters[self.prng.below(voters.len() as u64) as usize])
+            }
+            _ => return Ok(()),
+        };
+        let leader = self.members[l].id;
+        let Some(raft) = self.members[l].raft.as_mut() else {
+            return Ok(());
+        };
+        let index = raft.propose_conf_change(change, vec![]).ok();
+        self.trace.push(
+            self.now,
+            Event::Membership {
+                leader,
+                change: format!("{change:?}"),
+                index,
+            },
+        );
+        self.pump(l)?;
+        self.after_event(l)?;
+        match (index, change) {
+            (Some(_), ConfChange::AddVoter(id)) => {
+                self.stats.added += 1;
+                let f = (id - 1) as usize;
+                self.members[f].joined = true;
+                self.restart(f)?;
+            }
+            (Some(_), ConfChange::RemoveVoter(_)) => self.stats.removed += 1,
+            (None, _) => {}
         }
         Ok(())
     }
@@ -1607,8 +1741,9 @@ impl World {
         Ok(())
     }
 
-    /// Every member up, one leader whose whole log is committed, and every member applied
-    /// all of it.
+    /// Every voter up, one leader whose whole log is committed, and every voter applied all
+    /// of it. Members outside the leader's configuration (removed, or added by an entry a
+    /// later leader overwrote) do not count: nobody talks to them any more.
     fn converged(&self) -> bool {
         let Some(l) = self.leader() else {
             return false;
@@ -1617,13 +1752,17 @@ impl World {
             return false;
         };
         let commit = leader.commit_index();
+        let voters = leader.voters();
         commit == leader.last_index()
-            && self.members.iter().all(|m| {
-                m.raft
-                    .as_ref()
-                    .is_some_and(|r| r.last_index() == commit && r.leader() == Some(leader.id()))
-                    && m.disk.applied == commit
-            })
+            && self
+                .members
+                .iter()
+                .filter(|m| voters.contains(&m.id))
+                .all(|m| {
+                    m.raft.as_ref().is_some_and(|r| {
+                        r.last_index() == commit && r.leader() == Some(leader.id())
+                    }) && m.disk.applied == commit
+                })
     }
 
     fn describe_members(&self) -> String {
@@ -1661,7 +1800,11 @@ impl World {
                 in_log.insert(op, a.entry.index);
             }
         }
-        for m in &self.members {
+        let voters: Vec<NodeId> = self
+            .leader()
+            .and_then(|l| self.members[l].raft.as_ref())
+            .map_or_else(Vec::new, |r| r.voters().to_vec());
+        for m in self.members.iter().filter(|m| voters.contains(&m.id)) {
             if m.disk.applied != applied.len() as u64 || m.disk.kv != expected {
                 return Err(Violation::LostWrite {
                     detail: format!(
@@ -1729,4 +1872,16 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// The smallest majority that may have committed `e`, given the voters in effect at it
+/// (`disk.voters` is the applying member's configuration as of the entry before). The
+/// leader counted by the newest configuration in its log: `e`'s, or, one change at a time,
+/// one change later — and a removal makes an even-sized configuration's majority smaller.
+fn commit_quorum(disk: &Disk, e: &Entry) -> usize {
+    let mut voters = disk.voters.clone();
+    if let Some((change, _)) = e.payload.membership() {
+        change.applied_to(&mut voters);
+    }
+    voters.len().saturating_sub(1) / 2 + 1
 }

@@ -77,7 +77,8 @@ pub enum Violation {
     NotCommittedOnQuorum {
         index: u64,
         holders: usize,
-        members: usize,
+        /// The smallest majority any configuration that could have committed it needs.
+        quorum: usize,
     },
     /// The core broke its own invariants or the Ready contract.
     Member { member: NodeId, detail: String },
@@ -131,10 +132,10 @@ impl fmt::Display for Violation {
             Violation::NotCommittedOnQuorum {
                 index,
                 holders,
-                members,
+                quorum,
             } => write!(
                 f,
-                "entry {index} applied while only {holders} of {members} disks held it"
+                "entry {index} applied while only {holders} disks held it (a majority needs {quorum})"
             ),
             Violation::Member { member, detail } => write!(f, "member {member}: {detail}"),
             Violation::NoConvergence { detail } => write!(f, "no convergence: {detail}"),

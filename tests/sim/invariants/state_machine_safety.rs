@@ -15,7 +15,7 @@ impl Checker {
         term: u64,
         entry: &Entry,
         holders: usize,
-        members: usize,
+        quorum: usize,
     ) -> Result<(), Violation> {
         let pos = entry.index as usize - 1;
         match self.applied.get(pos) {
@@ -26,11 +26,11 @@ impl Checker {
             }),
             Some(_) => Ok(()),
             None if pos == self.applied.len() => {
-                if holders < members / 2 + 1 {
+                if holders < quorum {
                     return Err(Violation::NotCommittedOnQuorum {
                         index: entry.index,
                         holders,
-                        members,
+                        quorum,
                     });
                 }
                 self.applied.push(AppliedEntry {
