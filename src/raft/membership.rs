@@ -72,6 +72,15 @@ impl Membership {
         voters
     }
 
+    /// The voters as of `index` (at or after the base).
+    pub(super) fn voters_at(&self, index: u64) -> Vec<NodeId> {
+        let mut voters = self.base.clone();
+        for (_, change) in self.changes.iter().take_while(|(i, _)| *i <= index) {
+            change.applied_to(&mut voters);
+        }
+        voters
+    }
+
     /// Index of the newest change in the log (0: none after the base).
     pub(super) fn last_change_index(&self) -> u64 {
         self.changes.last().map_or(0, |(i, _)| *i)

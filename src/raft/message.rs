@@ -237,6 +237,23 @@ pub enum MessageBody {
         /// The encoded command.
         command: Vec<u8>,
     },
+    /// A member that does not know its cluster's configuration (it joined with an empty
+    /// data dir) answers appends with this: the leader sends it the state instead of the
+    /// log, since the log alone does not say who the first voters were. Last variant:
+    /// older messages decode unchanged.
+    SnapshotWanted,
+}
+
+/// What a follower installs from a leader's snapshot, besides the state itself (which the
+/// driver transfers and installs: the core only learns where it ends).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SnapshotMeta {
+    /// The last index the snapshot's state includes.
+    pub index: u64,
+    /// The term of the entry at `index`.
+    pub term: u64,
+    /// The voters as of `index`.
+    pub voters: Vec<NodeId>,
 }
 
 impl MessageBody {
@@ -256,6 +273,7 @@ impl MessageBody {
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::Propose { .. } => "Propose",
+            MessageBody::SnapshotWanted => "SnapshotWanted",
         }
     }
 }

@@ -37,11 +37,14 @@ pub mod quorum;
 mod read_index;
 pub mod ready;
 mod replication;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod transfer;
 
-pub use message::{ConfChange, Entry, HardState, Message, MessageBody, NodeId, Payload};
+pub use message::{
+    ConfChange, Entry, HardState, Message, MessageBody, NodeId, Payload, SnapshotMeta,
+};
 pub use prng::Prng;
 pub use progress::ProgressState;
 pub use ready::{Persisted, ReadState, Ready};
@@ -205,6 +208,8 @@ pub struct Raft {
     /// A leader's followers being removed, with the index of their removal: still sent the
     /// log until they know they are out (see `maybe_forget_leaving`).
     leaving: BTreeMap<NodeId, u64>,
+    /// Followers a leader found needing a snapshot, for the driver.
+    snapshot_requests: Vec<NodeId>,
     config: Config,
     prng: Prng,
     role: Role,
@@ -278,6 +283,7 @@ impl Raft {
             voters,
             membership,
             leaving: BTreeMap::new(),
+            snapshot_requests: Vec::new(),
             config,
             prng,
             role: Role::Follower,
@@ -700,6 +706,11 @@ impl Raft {
                     self.campaign(election::Campaign::Transfer);
                 }
             }
+            MessageBody::SnapshotWanted => {
+                if self.role == Role::Leader {
+                    self.request_snapshot(from);
+                }
+            }
         }
     }
 
@@ -822,8 +833,7 @@ impl Raft {
 
     /// Drops the in-memory entries up to `index` (clamped to the applied index): the driver
     /// calls it once they are no longer needed in memory. A follower that needs them later
-    /// will need a snapshot, which is not implemented yet: the leader then stops sending to
-    /// it.
+    /// gets a snapshot (see [`Raft::take_snapshot_requests`]).
     pub fn compact(&mut self, index: u64) {
         self.log.compact(index.min(self.applied));
     }
@@ -927,6 +937,7 @@ impl Raft {
         self.votes.clear();
         self.progress.clear();
         self.leaving.clear();
+        self.snapshot_requests.clear();
         self.lead_transferee = None;
         // Reads the leader had not confirmed are never answered: the driver times them out.
         self.pending_reads.clear();

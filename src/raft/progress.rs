@@ -15,6 +15,9 @@ pub enum ProgressState {
     Probe,
     /// Streaming, bounded by the in-flight window.
     Replicate,
+    /// The follower needs the state, not the log (what it lacks was compacted away, or it
+    /// has no configuration): nothing is sent until the driver reports the snapshot sent.
+    Snapshot,
 }
 
 /// The leader's view of one follower.
@@ -59,6 +62,7 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflight.len() >= max_inflight,
+            ProgressState::Snapshot => true,
         }
     }
 
@@ -88,6 +92,7 @@ impl Progress {
                     self.inflight.push_back(last);
                 }
             }
+            ProgressState::Snapshot => {}
         }
     }
 
@@ -112,6 +117,7 @@ impl Progress {
         match self.state {
             ProgressState::Replicate if rejected_index <= self.match_index => false,
             ProgressState::Probe if rejected_index + 1 != self.next_index => false,
+            ProgressState::Snapshot => false,
             _ => {
                 // Probe from strictly before the rejected append, never below what is known
                 // to match: the follower's log has to be found again.

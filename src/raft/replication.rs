@@ -71,8 +71,8 @@ impl Raft {
         }
         let prev_index = pr.next_index - 1;
         let Some(prev_term) = self.log.term(prev_index) else {
-            // The follower needs entries compacted away: only a snapshot could help it, and
-            // snapshots are not implemented yet.
+            // The follower needs entries compacted away: only the state can help it.
+            self.request_snapshot(to);
             return false;
         };
         let hi = prev_index
@@ -128,6 +128,12 @@ impl Raft {
                 return;
             }
             expected_term = e.term;
+        }
+        if self.voters.is_empty() {
+            // No configuration yet (a member that joined empty): the log from index 1 would
+            // not say who the first voters were.
+            self.send(from, MessageBody::SnapshotWanted);
+            return;
         }
         let committed = self.hard_state.commit;
         if prev_index < committed {

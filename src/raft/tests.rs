@@ -1581,3 +1581,107 @@ fn a_non_voters_campaign_is_refused_within_the_lease_and_answered_after_it() {
         "{out:?}"
     );
 }
+
+// --- snapshots (§7): the state instead of a log that was compacted or says too little ------
+
+/// Hands every snapshot a leader asked for to its follower at once, as a driver whose
+/// transfer succeeded; returns how many went.
+fn deliver_snapshots(c: &mut Cluster) -> usize {
+    let mut sent = 0;
+    let leaders: Vec<NodeId> = c.nodes.keys().copied().collect();
+    for l in leaders {
+        let requests = c.node(l).take_snapshot_requests();
+        for to in requests {
+            let meta = c
+                .node(l)
+                .snapshot_meta()
+                .expect("leader has its applied entry");
+            let term = c.node(l).term();
+            let index = meta.index;
+            assert!(c.node(to).restore(l, term, meta));
+            c.node(l).snapshot_sent(to, Ok(index));
+            sent += 1;
+        }
+    }
+    c.stabilize();
+    sent
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_gets_a_snapshot_and_catches_up() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.isolate(3);
+    for k in 0..5u8 {
+        c.node(1).propose(vec![k]).unwrap();
+    }
+    c.stabilize();
+    let applied = c.node(1).applied_index();
+    c.node(1).compact(applied);
+    c.heal();
+    c.tick(1, 1);
+    assert_eq!(deliver_snapshots(&mut c), 1);
+    c.node(1).propose(b"after".to_vec()).unwrap();
+    c.stabilize();
+    let (last, commit) = (c.node(1).last_index(), c.node(1).commit_index());
+    assert_eq!(c.node(3).last_index(), last);
+    assert_eq!(c.node(3).commit_index(), commit);
+    assert_eq!(
+        c.node(3).first_index(),
+        applied + 1,
+        "3's log starts after the snapshot"
+    );
+    assert_eq!(c.node(3).violation(), None);
+}
+
+#[test]
+fn a_member_that_joined_empty_asks_for_the_state_and_learns_the_voters_from_it() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    // No configuration at all: it knows nothing of the cluster but its own id.
+    c.nodes
+        .insert(4, Raft::new(4, vec![], InitialState::default(), &config()));
+    c.node(1)
+        .propose_conf_change(ConfChange::AddVoter(4), vec![])
+        .unwrap();
+    c.stabilize();
+    assert_eq!(
+        c.node(4).last_index(),
+        0,
+        "it took no log it could not interpret"
+    );
+    assert!(c
+        .delivered
+        .iter()
+        .any(|m| m.body == MessageBody::SnapshotWanted));
+    assert_eq!(deliver_snapshots(&mut c), 1);
+    c.tick(1, 1);
+    assert_eq!(c.node(4).voters(), [1, 2, 3, 4]);
+    assert_eq!(c.node(4).last_index(), c.node(1).last_index());
+    assert_eq!(c.node(4).commit_index(), c.node(1).commit_index());
+}
+
+#[test]
+fn a_stale_snapshot_is_refused_and_a_failed_transfer_is_asked_for_again() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.node(1).propose(b"x".to_vec()).unwrap();
+    c.stabilize();
+    let meta = c.node(1).snapshot_meta().unwrap();
+    let term = c.node(1).term();
+    // 2 has everything the snapshot covers already; an older term's is refused outright.
+    assert!(!c.node(2).restore(1, term, meta.clone()));
+    assert!(!c.node(2).restore(1, term - 1, meta));
+    // A failed transfer: the leader asks again once the follower answers again.
+    c.isolate(3);
+    c.node(1).propose(b"y".to_vec()).unwrap();
+    c.stabilize();
+    let applied = c.node(1).applied_index();
+    c.node(1).compact(applied);
+    c.heal();
+    c.tick(1, 1);
+    assert_eq!(c.node(1).take_snapshot_requests(), vec![3]);
+    c.node(1).snapshot_sent(3, Err(()));
+    c.tick(1, 1);
+    assert_eq!(c.node(1).take_snapshot_requests(), vec![3]);
+}
