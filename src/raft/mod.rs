@@ -17,7 +17,12 @@
 //! - ReadIndex (§6.4): the leader confirms its leadership with a heartbeat round to a
 //!   quorum; followers forward the request to the leader;
 //! - leadership transfer (§3.10): the leader stops taking proposals, brings the target up to
-//!   date and sends it TimeoutNow; the target campaigns at once, skipping pre-vote.
+//!   date and sends it TimeoutNow; the target campaigns at once, skipping pre-vote;
+//! - membership changes one voter at a time, in effect once appended (thesis §4.1, see
+//!   `membership.rs`); a leader that removed itself hands over once the removal commits;
+//! - snapshots (§7, `snapshot.rs`): a follower behind the compacted log, or one that joined
+//!   without a configuration, gets the state; the driver moves it, the core learns where
+//!   it ends ([`Raft::take_snapshot_requests`], [`Raft::snapshot_sent`], [`Raft::restore`]).
 //!
 //! Durability is the driver's, and the core never assumes it: a vote is granted and an
 //! entry acknowledged only in messages released after [`Raft::advance`] reported the state

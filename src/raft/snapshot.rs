@@ -66,9 +66,10 @@ impl Raft {
         })
     }
 
-    /// The driver installed, durably, a snapshot that `from` sent in `term`: the log now ends
-    /// at `meta.index`, everything up to it is committed and applied, and the voters are
-    /// the snapshot's. Returns false (and changes nothing) if the snapshot is stale — from
+    /// The driver installed, durably, a snapshot that `from` sent in `term`: everything up to
+    /// `meta.index` is committed and applied, the voters are the snapshot's, and the log
+    /// starts after it — keeping the durable entries after it if the log held the
+    /// snapshot's last entry (the driver keeps the same ones), none otherwise. Returns false (and changes nothing) if the snapshot is stale — from
     /// an older term, or not past this member's commit index — or a Ready is in flight (the
     /// driver installs only between Readies).
     pub fn restore(&mut self, from: NodeId, term: u64, meta: SnapshotMeta) -> bool {
@@ -90,11 +91,22 @@ impl Raft {
             );
             return false;
         }
-        self.log = super::log::RaftLog::new(meta.index, meta.term, Vec::new());
+        // Raft §7: a log that holds the snapshot's last entry keeps what follows it — those
+        // entries may be acknowledged already, and dropping them would undo a commit
+        // (only the durable ones: the driver keeps exactly those). Whether they match the
+        // leader's is for the next append to find out.
+        let kept = if self.log.term(meta.index) == Some(meta.term) {
+            self.log
+                .slice(meta.index + 1, self.log.persisted())
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        self.membership = Membership::new(meta.voters, meta.index, &kept);
+        self.log = super::log::RaftLog::new(meta.index, meta.term, kept);
         self.hard_state.commit = meta.index;
         self.applying = meta.index;
         self.applied = meta.index;
-        self.membership = Membership::new(meta.voters, meta.index, &[]);
         self.voters = self.membership.voters();
         // Acknowledgements held for the old log claim entries it no longer has.
         let claims = |m: &super::Message| matches!(m.body, MessageBody::AppendAccepted { .. });

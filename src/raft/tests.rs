@@ -1685,3 +1685,28 @@ fn a_stale_snapshot_is_refused_and_a_failed_transfer_is_asked_for_again() {
     c.tick(1, 1);
     assert_eq!(c.node(1).take_snapshot_requests(), vec![3]);
 }
+
+#[test]
+fn a_snapshot_keeps_the_durable_entries_after_its_last_one_when_the_log_holds_it() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.node(1).propose(b"a".to_vec()).unwrap();
+    c.stabilize();
+    let meta = c.node(1).snapshot_meta().unwrap();
+    let term = c.node(1).term();
+    // 2 holds (and acknowledged) more than the snapshot covers, but has not learned the
+    // commit of it: the snapshot must not take those entries away.
+    c.isolate(3);
+    c.node(1).propose(b"b".to_vec()).unwrap();
+    c.stabilize_with(|m| !matches!(m.body, MessageBody::Heartbeat { .. }));
+    let f = c.node(2);
+    let last = f.last_index();
+    assert!(last > meta.index);
+    f.hard_state.commit = meta.index - 1;
+    f.applying = f.applying.min(meta.index - 1);
+    f.applied = f.applied.min(meta.index - 1);
+    assert!(f.restore(1, term, meta.clone()));
+    assert_eq!(f.last_index(), last, "kept what follows the snapshot");
+    assert_eq!(f.first_index(), meta.index + 1);
+    assert_eq!(f.violation(), None);
+}

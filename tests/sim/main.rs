@@ -138,11 +138,12 @@ fn run_scenario(
         total.wall_jumps += s.wall_jumps;
         total.added += s.added;
         total.removed += s.removed;
+        total.snapshots += s.snapshots;
     }
     eprintln!(
         "sim: {test}: {members} members, seeds {range:?}: {} failed, {:.2} s wall (slowest seed {} {:.3} s), {} s virtual; \
          {} writes acknowledged, {} unknown, {} reads, {} entries committed, {} messages, \
-         {} crashes, {} failed fsyncs, {} transfers, {} members added, {} removed, {} elections, {} log overwrites, \
+         {} crashes, {} failed fsyncs, {} transfers, {} members added, {} removed, {} snapshots installed, {} elections, {} log overwrites, \
          {} stalled fsyncs ({} on a leader), {} wall-clock jumps, cluster time at most {} ms behind",
         failures.len(),
         started.elapsed().as_secs_f64(),
@@ -159,6 +160,7 @@ fn run_scenario(
         total.transfers,
         total.added,
         total.removed,
+        total.snapshots,
         total.elections,
         total.overwrites,
         total.stalls,

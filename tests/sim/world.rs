@@ -18,7 +18,7 @@ use crate::linearizability::OpKind;
 use crate::network::{NetOptions, Network};
 use pikv::raft::{
     BrokenRule, ConfChange, Config, Entry, HardState, InitialState, Message, MessageBody, NodeId,
-    Payload, Persisted, Prng, Raft, Ready, Role,
+    Payload, Persisted, Prng, Raft, Ready, Role, SnapshotMeta,
 };
 use pikv::util::clock::{ClockAnchor, ClusterClock};
 use std::collections::hash_map::DefaultHasher;
@@ -98,6 +98,23 @@ pub struct Options {
     pub max_voters: usize,
     /// A safety rule switched off in the core (used only to prove the checkers work).
     pub broken_rule: Option<BrokenRule>,
+    /// Applied entries a member keeps in its log (memory and disk) before compacting the
+    /// rest away (0: never): a follower that falls further behind needs a snapshot.
+    pub compact_retain: u64,
+}
+
+impl Disk {
+    /// The durable entry at `index`, if held.
+    fn entry(&self, index: u64) -> Option<&Entry> {
+        index
+            .checked_sub(self.log_offset + 1)
+            .and_then(|k| self.log.get(k as usize))
+    }
+
+    /// The last durable index.
+    fn last_index(&self) -> u64 {
+        self.log_offset + self.log.len() as u64
+    }
 }
 
 /// A member whose fsyncs stall, as an SD card's do: a write on it takes
@@ -163,6 +180,7 @@ impl Options {
             membership_every_ms: pick(&[0, 0, 150, 600]),
             max_voters: members + 2,
             broken_rule: None,
+            compact_retain: pick(&[0, 0, 3, 20]),
         }
     }
 
@@ -218,6 +236,7 @@ impl Options {
             membership_every_ms: 0,
             max_voters: members,
             broken_rule: None,
+            compact_retain: 0,
         }
     }
 
@@ -273,6 +292,7 @@ impl Options {
             membership_every_ms: 0,
             max_voters: members,
             broken_rule: None,
+            compact_retain: 0,
         }
     }
 }
@@ -286,8 +306,12 @@ struct Disk {
     /// it with every batch).
     clock_anchor: Option<ClockAnchor>,
     hard_state: HardState,
-    /// Entries 1..=len.
+    /// Entries `log_offset + 1 ..`: those up to `log_offset` were compacted away (their
+    /// effect is in `kv`) or replaced by a snapshot.
     log: Vec<Entry>,
+    log_offset: u64,
+    /// The term of the entry at `log_offset`.
+    log_offset_term: u64,
     applied: u64,
     /// The voters as of `applied` (what pikv's store records with each membership entry).
     voters: Vec<NodeId>,
@@ -410,6 +434,12 @@ pub enum Event {
         index: Option<u64>,
     },
     Removed(NodeId),
+    Snapshot {
+        from: NodeId,
+        to: NodeId,
+        index: u64,
+        outcome: &'static str,
+    },
     SlowDisk {
         member: NodeId,
     },
@@ -512,6 +542,23 @@ pub struct Stats {
     pub added: u64,
     /// See `added`.
     pub removed: u64,
+    /// Snapshots installed by followers.
+    pub snapshots: u64,
+}
+
+/// A snapshot on its way from a leader to a follower (the driver's transfer).
+struct SnapshotTransfer {
+    at: u64,
+    /// The leader's slot and its boot count when it sent (a leader that crashed since has
+    /// no one to report to).
+    from: usize,
+    from_boot: u64,
+    to: NodeId,
+    term: u64,
+    meta: SnapshotMeta,
+    kv: BTreeMap<u8, u64>,
+    cluster_clock: u64,
+    fails: bool,
 }
 
 fn encode_op(op_id: u64, key: u8) -> Vec<u8> {
@@ -557,6 +604,8 @@ pub struct World {
     slow_member: Option<usize>,
     /// The true cluster time at virtual time 0 (see `true_cluster_time`).
     cluster_origin: Option<u64>,
+    /// Snapshot transfers in flight.
+    snapshots: Vec<SnapshotTransfer>,
     /// Counts for the report.
     pub stats: Stats,
 }
@@ -574,8 +623,14 @@ impl World {
                 joined: *id <= opts.members as u64,
                 removed: false,
                 raft: None,
+                // A member added later starts with an empty data dir: it knows no
+                // configuration until a leader's snapshot brings one.
                 disk: Disk {
-                    voters: first_config.clone(),
+                    voters: if *id <= opts.members as u64 {
+                        first_config.clone()
+                    } else {
+                        Vec::new()
+                    },
                     ..Disk::default()
                 },
                 write: None,
@@ -630,6 +685,7 @@ impl World {
             first_leader_term: None,
             slow_member: None,
             cluster_origin: None,
+            snapshots: Vec::new(),
             stats: Stats::default(),
         };
         if let Some(ck) = world.opts.clock.clone() {
@@ -881,6 +937,7 @@ impl World {
         while let Some(m) = self.net.pop_due(self.now) {
             self.deliver(m)?;
         }
+        self.snapshots_step()?;
         self.clients_step()?;
         self.clocks_step()?;
         if self.faults {
@@ -937,6 +994,7 @@ impl World {
                 return Ok(());
             };
             let msgs = raft.take_messages();
+            let snapshots = raft.take_snapshot_requests();
             let reads = raft.take_read_states();
             let ready = if busy { None } else { raft.ready() };
             let prev_term = ready
@@ -948,6 +1006,9 @@ impl World {
             }
             for m in msgs {
                 self.net.send(self.now, m, &mut self.prng);
+            }
+            for to in snapshots {
+                self.start_snapshot(i, to);
             }
             let Some(mut rd) = ready else {
                 return Ok(());
@@ -1009,7 +1070,7 @@ impl World {
 
     fn persisted(&self, i: usize) -> Persisted {
         Persisted {
-            durable_index: self.members[i].disk.log.len() as u64,
+            durable_index: self.members[i].disk.last_index(),
             applied_index: self.members[i].disk.applied,
         }
     }
@@ -1067,23 +1128,24 @@ impl World {
         }
         if let Some(first) = ready.entries.first() {
             let keep = first.index - 1;
-            if keep > disk.log.len() as u64 {
+            if keep > disk.last_index() || keep < disk.log_offset {
                 return Err(bad(format!(
-                    "entries from {} leave a gap after the durable log's {}",
+                    "entries from {} do not continue the durable log's {}..={}",
                     first.index,
-                    disk.log.len()
+                    disk.log_offset,
+                    disk.last_index()
                 )));
             }
             for e in &ready.entries {
-                if e.index <= disk.applied && disk.log.get(e.index as usize - 1) != Some(e) {
+                if e.index <= disk.applied && disk.entry(e.index) != Some(e) {
                     return Err(bad(format!("overwrites applied entry {}", e.index)));
                 }
             }
             // The contract: appending removes the durable entries after the last one.
-            if (disk.log.len() as u64) > keep {
+            if disk.last_index() > keep {
                 self.stats.overwrites += 1;
             }
-            disk.log.truncate(keep as usize);
+            disk.log.truncate((keep - disk.log_offset) as usize);
             disk.log.extend(ready.entries.iter().cloned());
         }
         if self.opts.apply_lag_ms > 0 {
@@ -1106,6 +1168,7 @@ impl World {
             raft.advance(p);
         }
         self.observe_store_clock(i);
+        self.maybe_compact(i);
         Ok(())
     }
 
@@ -1126,6 +1189,7 @@ impl World {
                 raft.applied_to(applied);
             }
             self.observe_store_clock(i);
+            self.maybe_compact(i);
             any = true;
         }
         Ok(any)
@@ -1159,7 +1223,7 @@ impl World {
                     e.index, disk.applied
                 )));
             }
-            if disk.log.get(e.index as usize - 1) != Some(e) {
+            if disk.entry(e.index) != Some(e) {
                 return Err(bad(format!(
                     "applies entry {} that is not durable",
                     e.index
@@ -1174,7 +1238,7 @@ impl World {
             let holders = self
                 .members
                 .iter()
-                .filter(|m| m.disk.log.get(e.index as usize - 1) == Some(e))
+                .filter(|m| m.disk.entry(e.index) == Some(e))
                 .count();
             let quorum = commit_quorum(disk, e);
             self.checker.applied_entry(id, term, e, holders, quorum)?;
@@ -1198,6 +1262,160 @@ impl World {
             self.retire(i);
         }
         Ok(())
+    }
+
+    /// Drops applied entries beyond `compact_retain` from member `i`'s log, in memory and on
+    /// disk (the state machine holds their effect).
+    fn maybe_compact(&mut self, i: usize) {
+        let retain = self.opts.compact_retain;
+        let m = &mut self.members[i];
+        let Some(raft) = m.raft.as_mut() else {
+            return;
+        };
+        let applied = raft.applied_index().min(m.disk.applied);
+        if retain == 0 || applied < m.disk.log_offset + 2 * retain {
+            return;
+        }
+        let cut = applied - retain;
+        let Some(term) = m.disk.entry(cut).map(|e| e.term) else {
+            return;
+        };
+        raft.compact(cut);
+        let disk = &mut m.disk;
+        disk.log.drain(..(cut - disk.log_offset) as usize);
+        disk.log_offset = cut;
+        disk.log_offset_term = term;
+    }
+
+    /// Leader `i`'s driver starts sending `to` a snapshot of its applied state.
+    fn start_snapshot(&mut self, i: usize, to: NodeId) {
+        let m = &self.members[i];
+        let Some(raft) = m.raft.as_ref() else {
+            return;
+        };
+        let meta = raft
+            .snapshot_meta()
+            .filter(|meta| meta.index == m.disk.applied);
+        let term = raft.term();
+        let (from_boot, kv, cluster_clock) = (m.boots, m.disk.kv.clone(), m.disk.cluster_clock);
+        let Some(meta) = meta else {
+            if let Some(raft) = self.members[i].raft.as_mut() {
+                raft.snapshot_sent(to, Err(()));
+            }
+            return;
+        };
+        let fails = self.faults && self.prng.chance(1, 10);
+        let at = self.now + self.prng.between(1, 40);
+        self.snapshots.push(SnapshotTransfer {
+            at,
+            from: i,
+            from_boot,
+            to,
+            term,
+            meta,
+            kv,
+            cluster_clock,
+            fails,
+        });
+    }
+
+    /// Transfers that arrive now: the follower installs the state (atomically, between two
+    /// writes) and the core learns where it ends; the leader learns the outcome.
+    fn snapshots_step(&mut self) -> Result<(), Violation> {
+        let mut k = 0;
+        while k < self.snapshots.len() {
+            if self.snapshots[k].at > self.now {
+                k += 1;
+                continue;
+            }
+            let j = (self.snapshots[k].to - 1) as usize;
+            if self.members[j].write.is_some() && !self.snapshots[k].fails {
+                // The driver installs between writes: a moment later.
+                self.snapshots[k].at = self.now + 1;
+                k += 1;
+                continue;
+            }
+            let t = self.snapshots.swap_remove(k);
+            let leader_up =
+                self.members[t.from].raft.is_some() && self.members[t.from].boots == t.from_boot;
+            let from_id = self.members[t.from].id;
+            let installed = !t.fails && self.install_snapshot(j, from_id, &t)?;
+            self.trace.push(
+                self.now,
+                Event::Snapshot {
+                    from: from_id,
+                    to: t.to,
+                    index: t.meta.index,
+                    outcome: if t.fails {
+                        "lost"
+                    } else if installed {
+                        "installed"
+                    } else {
+                        "refused"
+                    },
+                },
+            );
+            if leader_up {
+                let outcome = if installed { Ok(t.meta.index) } else { Err(()) };
+                if let Some(raft) = self.members[t.from].raft.as_mut() {
+                    raft.snapshot_sent(t.to, outcome);
+                }
+                self.pump(t.from)?;
+                self.after_event(t.from)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Member `j` installs snapshot `t` if its core takes it; returns whether it did.
+    fn install_snapshot(
+        &mut self,
+        j: usize,
+        from: NodeId,
+        t: &SnapshotTransfer,
+    ) -> Result<bool, Violation> {
+        let index = t.meta.index;
+        // The snapshot must be the state of the agreed log up to its index.
+        let mut expected: BTreeMap<u8, u64> = BTreeMap::new();
+        for a in self.checker.applied.iter().take(index as usize) {
+            if let Some((op, key)) = decode_op(&a.entry.payload) {
+                expected.insert(key, op);
+            }
+        }
+        if self.checker.applied.len() < index as usize || expected != t.kv {
+            return Err(Violation::Member {
+                member: from,
+                detail: format!("sent a snapshot at {index} that is not the agreed state there"),
+            });
+        }
+        let Some(raft) = self.members[j].raft.as_mut() else {
+            return Ok(false);
+        };
+        if !raft.restore(from, t.term, t.meta.clone()) {
+            self.pump(j)?;
+            return Ok(false);
+        }
+        let m = &mut self.members[j];
+        m.applies.clear();
+        let disk = &mut m.disk;
+        // As the core does: a log holding the snapshot's last entry keeps what follows.
+        if disk.entry(index).map(|e| e.term) == Some(t.meta.term) {
+            disk.log.drain(..(index - disk.log_offset) as usize);
+        } else {
+            disk.log.clear();
+        }
+        disk.log_offset = index;
+        disk.log_offset_term = t.meta.term;
+        disk.applied = index;
+        disk.kv = t.kv.clone();
+        disk.voters = t.meta.voters.clone();
+        disk.cluster_clock = disk.cluster_clock.max(t.cluster_clock);
+        disk.hard_state.commit = disk.hard_state.commit.max(index);
+        self.stats.snapshots += 1;
+        self.observe_store_clock(j);
+        self.pump(j)?;
+        self.after_event(j)?;
+        Ok(true)
     }
 
     /// Member `i` applied its own removal: it stops for good, as pikv's node does.
@@ -1329,13 +1547,13 @@ impl World {
                 .iter()
                 .take_while(|e| e.index <= persisted)
             {
-                if m.disk.log.get(e.index as usize - 1) != Some(e) {
+                if m.disk.entry(e.index) != Some(e) {
                     return Err(Violation::Member {
                         member: m.id,
                         detail: format!(
                             "the core counts entry {} durable, the disk holds {:?}",
                             e.index,
-                            m.disk.log.get(e.index as usize - 1)
+                            m.disk.entry(e.index)
                         ),
                     });
                 }
@@ -1377,8 +1595,8 @@ impl World {
         let initial = InitialState {
             hard_state: m.disk.hard_state,
             applied: m.disk.applied,
-            compacted_index: 0,
-            compacted_term: 0,
+            compacted_index: m.disk.log_offset,
+            compacted_term: m.disk.log_offset_term,
             entries: m.disk.log.clone(),
         };
         let config = Config {
@@ -1778,7 +1996,7 @@ impl World {
                     r.last_index(),
                     r.commit_index(),
                     m.disk.applied,
-                    m.disk.log.len(),
+                    m.disk.last_index(),
                     if m.write.is_some() { " (writing)" } else { "" }
                 )),
                 None => out.push_str(&format!("\n    member {}: down", m.id)),

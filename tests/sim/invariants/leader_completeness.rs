@@ -4,6 +4,8 @@
 //! An entry counts as committed no later than the term the first member to apply it was
 //! in (it learned the commit from a leader of that term or an earlier one). Each leader's
 //! log is checked once against each applied entry: a leader's log only grows in its term.
+//! Entries a leader compacted away (or never held, having installed a snapshot) are in its
+//! state; the entry its log starts after must then be the agreed one.
 
 use super::{Checker, Violation};
 use pikv::raft::{Raft, Role};
@@ -22,6 +24,24 @@ impl Checker {
                 continue;
             }
             let index = a.entry.index;
+            if index < first {
+                // Compacted into the leader's state: the entry its log starts after must be
+                // the agreed one there (log matching vouches for the rest before it).
+                let base = first - 1;
+                let agreed = self.applied.get(base as usize - 1).map(|b| b.entry.term);
+                if agreed.is_some() && agreed != raft.log_term(base) {
+                    return Err(Violation::LeaderCompleteness {
+                        leader: raft.id(),
+                        term: raft.term(),
+                        index: base,
+                        detail: format!(
+                            "its log starts after term {:?} at {base}, the agreed entry there is of term {agreed:?}",
+                            raft.log_term(base)
+                        ),
+                    });
+                }
+                continue;
+            }
             let held = index
                 .checked_sub(first)
                 .and_then(|pos| raft.log_entries().get(pos as usize));
