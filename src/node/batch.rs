@@ -5,7 +5,7 @@
 
 use crate::raft::{Entry, HardState};
 use crate::storage::format::{self, RaftState};
-use crate::storage::{Storage, StorageError, StorageTxn};
+use crate::storage::{MemberRecord, Storage, StorageError, StorageTxn};
 use crate::store::{Applied, Command, V2Error, V2Store};
 
 /// The result of applying one committed command.
@@ -243,6 +243,20 @@ fn apply_entries<T: StorageTxn>(
                 result,
             });
         }
+        if let Some((change, context)) = entry.payload.membership() {
+            // A leader's context that does not decode must not stop every member at the
+            // same entry: the change is recorded without the member's details.
+            let added = if context.is_empty() {
+                None
+            } else {
+                format::decode::<MemberRecord>("member record", context)
+                    .map_err(|e| {
+                        log::warn!("membership change at {}: {e}", entry.index);
+                    })
+                    .ok()
+            };
+            txn.apply_membership(change, added.as_ref())?;
+        }
         // The log database holds the applied log with its events: the watch history and
         // the tail kept for followers come from it.
         txn.append(entry, &history)?;
@@ -407,5 +421,52 @@ mod tests {
         assert!(report[0].1 <= 10.0, "{report:?}");
         // Group commit spreads the fixed pages: far fewer pages per PUT at 64 per commit.
         assert!(report[2].1 / 64.0 < report[0].1 / 4.0, "{report:?}");
+    }
+
+    #[test]
+    fn a_membership_change_updates_the_record_in_the_batch_that_applies_it() {
+        let mut f = Fixture::new("membership");
+        let record = |id: u64| MemberRecord {
+            id,
+            name: format!("m{id}"),
+            peer_urls: vec![format!("http://10.0.0.{id}:2380")],
+        };
+        f.storage
+            .save_identity(
+                &crate::storage::Identity {
+                    cluster_id: 7,
+                    member_id: 1,
+                },
+                &[record(1), record(2), record(3)],
+            )
+            .unwrap();
+        let change = |index, change, context: Vec<u8>| Entry {
+            term: 1,
+            index,
+            payload: Payload::Membership { change, context },
+        };
+        let four = format::encode("member", &record(4)).unwrap();
+        let entries = [
+            change(1, crate::raft::ConfChange::AddVoter(4), four),
+            change(2, crate::raft::ConfChange::RemoveVoter(2), vec![]),
+            // A context that does not decode still adds the member, without details.
+            change(3, crate::raft::ConfChange::AddVoter(5), vec![0xFF; 3]),
+        ];
+        apply_batch(
+            &f.storage,
+            &f.store,
+            &entries,
+            HardState::default(),
+            &mut f.state,
+            Maintenance::default(),
+            None,
+        )
+        .unwrap();
+        let recovered = f.storage.recover().unwrap();
+        let ids: Vec<u64> = recovered.members.iter().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 3, 4, 5]);
+        assert_eq!(recovered.members[2], record(4));
+        assert_eq!(recovered.members[3].name, "");
+        assert_eq!(recovered.raft.applied, 3);
     }
 }

@@ -26,6 +26,8 @@ pub const META_FORMAT: &[u8] = b"format";
 pub const META_IDENTITY: &[u8] = b"identity";
 /// Meta key of the membership record (the voters and their peer URLs).
 pub const META_MEMBERS: &[u8] = b"members";
+/// Meta key of the ids of removed members (never given to another member).
+pub const META_REMOVED: &[u8] = b"removed";
 /// Meta key of the Raft state record (hard state and applied index, side by side so one
 /// commit touches one meta leaf).
 pub const META_RAFT_STATE: &[u8] = b"raft";

@@ -736,6 +736,62 @@ impl StorageTxn for LmdbTxn<'_> {
             })
     }
 
+    fn apply_membership(
+        &mut self,
+        change: crate::raft::ConfChange,
+        added: Option<&MemberRecord>,
+    ) -> Result<(), StorageError> {
+        let mut members = match self
+            .dbs
+            .meta
+            .get(&self.txn, format::META_MEMBERS)
+            .map_err(|e| io_err("read membership", self.path, e))?
+        {
+            Some(b) => format::decode::<Vec<MemberRecord>>("membership record", b)?,
+            None => Vec::new(),
+        };
+        match change {
+            crate::raft::ConfChange::AddVoter(id) => {
+                let record = added
+                    .filter(|r| r.id == id)
+                    .cloned()
+                    .unwrap_or(MemberRecord {
+                        id,
+                        name: String::new(),
+                        peer_urls: Vec::new(),
+                    });
+                members.retain(|m| m.id != id);
+                members.push(record);
+                members.sort_by_key(|m| m.id);
+            }
+            crate::raft::ConfChange::RemoveVoter(id) => {
+                members.retain(|m| m.id != id);
+                let mut removed = match self
+                    .dbs
+                    .meta
+                    .get(&self.txn, format::META_REMOVED)
+                    .map_err(|e| io_err("read removed members", self.path, e))?
+                {
+                    Some(b) => format::decode::<Vec<u64>>("removed members record", b)?,
+                    None => Vec::new(),
+                };
+                if !removed.contains(&id) {
+                    removed.push(id);
+                }
+                let bytes = format::encode("removed members", &removed)?;
+                self.dbs
+                    .meta
+                    .put(&mut self.txn, format::META_REMOVED, &bytes)
+                    .map_err(|e| io_err("write removed members", self.path, e))?;
+            }
+        }
+        let bytes = format::encode("membership", &members)?;
+        self.dbs
+            .meta
+            .put(&mut self.txn, format::META_MEMBERS, &bytes)
+            .map_err(|e| io_err("write membership", self.path, e))
+    }
+
     fn save_raft_state(&mut self, state: &RaftState) -> Result<(), StorageError> {
         let bytes = format::encode("raft state", state)?;
         self.dbs

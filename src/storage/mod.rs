@@ -10,7 +10,7 @@ pub mod wal;
 pub use error::{StorageError, StorageErrorKind};
 pub use format::{Identity, MemberRecord, RaftState};
 
-use crate::raft::Entry;
+use crate::raft::{ConfChange, Entry};
 use crate::store::KvWrite;
 
 /// A write transaction of one batch: everything in it is applied at `commit`, or nothing.
@@ -21,6 +21,14 @@ pub trait StorageTxn: KvWrite {
     /// Removes the log entries `first..=last` (compaction: they are applied and no longer
     /// needed).
     fn compact_log(&mut self, first: u64, last: u64) -> Result<(), StorageError>;
+    /// Applies a committed membership change to the membership record, in this batch (so
+    /// the record is always the voters as of the applied index): `added` is the new
+    /// member's record; a removed id goes to the removed list for good.
+    fn apply_membership(
+        &mut self,
+        change: ConfChange,
+        added: Option<&MemberRecord>,
+    ) -> Result<(), StorageError>;
     /// Saves the hard state and the applied index.
     fn save_raft_state(&mut self, state: &RaftState) -> Result<(), StorageError>;
     /// Commits the transaction (one fsync; durable once the next commit or
