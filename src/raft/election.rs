@@ -180,6 +180,10 @@ impl Raft {
 
     /// Counts a (pre-)vote answer; only a voter's first answer in a campaign counts.
     pub(super) fn poll(&mut self, from: NodeId, granted: bool) {
+        // Only voters' answers count (and are kept: a stranger's would only grow the map).
+        if !self.voters.contains(&from) {
+            return;
+        }
         self.votes.entry(from).or_insert(granted);
         match quorum::vote_result(&self.voters, &self.votes) {
             VoteResult::Won if self.role == Role::PreCandidate => self.campaign(Campaign::Election),

@@ -705,6 +705,38 @@ impl KvWrite for LmdbTxn<'_> {
     }
 }
 
+impl LmdbTxn<'_> {
+    /// A list record of the meta database (empty when absent).
+    fn meta_record<T: bincode::Decode<()>>(
+        &self,
+        key: &[u8],
+        what: &str,
+    ) -> Result<Vec<T>, StorageError> {
+        match self
+            .dbs
+            .meta
+            .get(&self.txn, key)
+            .map_err(|e| io_err(format!("read {what}"), self.path, e))?
+        {
+            Some(b) => format::decode::<Vec<T>>(&format!("{what} record"), b),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn put_meta_record<T: bincode::Encode>(
+        &mut self,
+        key: &[u8],
+        what: &str,
+        records: &Vec<T>,
+    ) -> Result<(), StorageError> {
+        let bytes = format::encode(what, records)?;
+        self.dbs
+            .meta
+            .put(&mut self.txn, key, &bytes)
+            .map_err(|e| io_err(format!("write {what}"), self.path, e))
+    }
+}
+
 impl StorageTxn for LmdbTxn<'_> {
     fn append(&mut self, entry: &Entry, history: &[u8]) -> Result<(), StorageError> {
         let bytes = format::encode_entry(entry, history)?;
@@ -741,15 +773,8 @@ impl StorageTxn for LmdbTxn<'_> {
         change: crate::raft::ConfChange,
         added: Option<&MemberRecord>,
     ) -> Result<(), StorageError> {
-        let mut members = match self
-            .dbs
-            .meta
-            .get(&self.txn, format::META_MEMBERS)
-            .map_err(|e| io_err("read membership", self.path, e))?
-        {
-            Some(b) => format::decode::<Vec<MemberRecord>>("membership record", b)?,
-            None => Vec::new(),
-        };
+        let mut members: Vec<MemberRecord> =
+            self.meta_record(format::META_MEMBERS, "membership")?;
         match change {
             crate::raft::ConfChange::AddVoter(id) => {
                 let record = added
@@ -766,30 +791,15 @@ impl StorageTxn for LmdbTxn<'_> {
             }
             crate::raft::ConfChange::RemoveVoter(id) => {
                 members.retain(|m| m.id != id);
-                let mut removed = match self
-                    .dbs
-                    .meta
-                    .get(&self.txn, format::META_REMOVED)
-                    .map_err(|e| io_err("read removed members", self.path, e))?
-                {
-                    Some(b) => format::decode::<Vec<u64>>("removed members record", b)?,
-                    None => Vec::new(),
-                };
+                let mut removed: Vec<u64> =
+                    self.meta_record(format::META_REMOVED, "removed members")?;
                 if !removed.contains(&id) {
                     removed.push(id);
                 }
-                let bytes = format::encode("removed members", &removed)?;
-                self.dbs
-                    .meta
-                    .put(&mut self.txn, format::META_REMOVED, &bytes)
-                    .map_err(|e| io_err("write removed members", self.path, e))?;
+                self.put_meta_record(format::META_REMOVED, "removed members", &removed)?;
             }
         }
-        let bytes = format::encode("membership", &members)?;
-        self.dbs
-            .meta
-            .put(&mut self.txn, format::META_MEMBERS, &bytes)
-            .map_err(|e| io_err("write membership", self.path, e))
+        self.put_meta_record(format::META_MEMBERS, "membership", &members)
     }
 
     fn save_raft_state(&mut self, state: &RaftState) -> Result<(), StorageError> {
