@@ -365,19 +365,30 @@ fn the_four_board_tutorial() {
     )
     .unwrap();
     assert_eq!(r.json()["node"]["value"], "Hello world", "{}", r.dump());
-    // The members advertise the tutorial's names.
-    let j = c.members[0].get("/v2/members").json();
-    let mut peers: Vec<String> = j["members"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{j}"))
-        .iter()
-        .map(|m| format!("{}={}", m["name"], m["peerURLs"]))
-        .collect();
-    peers.sort();
+    // The members advertise the tutorial's names: each publishes its own once it has a
+    // leader, as etcd's do, so a slow one (under qemu) may not show it yet: wait for it.
     let expected: Vec<String> = (1..=4)
         .map(|i| format!("\"node-{i}\"=[\"http://node-{i}:2380\"]"))
         .collect();
-    assert_eq!(peers, expected, "{j}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let j = c.members[0].get("/v2/members").json();
+        let mut peers: Vec<String> = j["members"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{j}"))
+            .iter()
+            .map(|m| format!("{}={}", m["name"], m["peerURLs"]))
+            .collect();
+        peers.sort();
+        if peers == expected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "members never all published their names: {peers:?}, expected {expected:?}: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Unplug the leader's cable: the three others elect a new leader and take writes.
     let old = c.wait_leader(Duration::from_secs(10));
