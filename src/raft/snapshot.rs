@@ -83,7 +83,9 @@ impl Raft {
             self.become_follower(term, Some(from));
         }
         if meta.index <= self.hard_state.commit {
-            self.send(
+            // Held like any acknowledgement: the commit index may cover entries not yet
+            // durable here.
+            self.send_durable(
                 from,
                 MessageBody::AppendAccepted {
                     match_index: self.hard_state.commit,
