@@ -65,11 +65,7 @@ impl Membership {
 
     /// The voters as the newest change in the log has them.
     pub(super) fn voters(&self) -> Vec<NodeId> {
-        let mut voters = self.base.clone();
-        for (_, change) in &self.changes {
-            change.applied_to(&mut voters);
-        }
-        voters
+        self.voters_at(u64::MAX)
     }
 
     /// The voters as of `index` (at or after the base).

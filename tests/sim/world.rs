@@ -1420,22 +1420,10 @@ impl World {
 
     /// Member `i` applied its own removal: it stops for good, as pikv's node does.
     fn retire(&mut self, i: usize) {
-        let m = &mut self.members[i];
-        m.removed = true;
-        m.raft = None;
-        m.write = None;
-        m.applies.clear();
-        m.read_states.clear();
-        m.seen_term = 0;
-        m.seen_commit = 0;
-        m.seen_role = None;
-        let id = m.id;
+        self.members[i].removed = true;
+        let id = self.members[i].id;
         self.trace.push(self.now, Event::Removed(id));
-        for c in 0..self.clients.len() {
-            if self.clients[c].member == i {
-                self.give_up(c);
-            }
-        }
+        self.stop(i);
     }
 
     /// Checks after every event, for member `i` and the clients waiting on it.
@@ -1567,12 +1555,18 @@ impl World {
         self.stats.crashes += 1;
         self.trace.push(self.now, Event::Crash(id));
         let down = self.prng.between(1, self.opts.down_max_ms);
+        self.members[i].down_until = self.now + down;
+        self.stop(i);
+    }
+
+    /// Member `i` stops (crashed or retired): everything not on its disk is gone, and its
+    /// clients stop waiting.
+    fn stop(&mut self, i: usize) {
         let m = &mut self.members[i];
         m.raft = None;
         m.write = None;
         m.applies.clear();
         m.read_states.clear();
-        m.down_until = self.now + down;
         // Term and commit are only durable once written: a restart may resume below what
         // memory held (the disk's own checks say the durable ones never go back).
         m.seen_term = 0;
