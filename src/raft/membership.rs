@@ -138,6 +138,22 @@ impl Raft {
         Ok(index)
     }
 
+    /// Asks for a membership change: proposed here on the leader (its refusal returned),
+    /// sent to the leader from a follower (where a refusal is dropped and the change never
+    /// applies). The driver recognises the change when it applies.
+    pub fn request_conf_change(
+        &mut self,
+        change: ConfChange,
+        context: Vec<u8>,
+    ) -> Result<(), ProposeError> {
+        if self.role == Role::Leader {
+            return self.propose_conf_change(change, context).map(|_| ());
+        }
+        let leader = self.leader.ok_or(ProposeError::NoLeader)?;
+        self.send(leader, MessageBody::ProposeMembership { change, context });
+        Ok(())
+    }
+
     /// Whether a membership change is in the log and not yet committed.
     pub fn membership_change_pending(&self) -> bool {
         self.membership.last_change_index() > self.hard_state.commit

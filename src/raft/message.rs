@@ -239,9 +239,18 @@ pub enum MessageBody {
     },
     /// A member that does not know its cluster's configuration (it joined with an empty
     /// data dir) answers appends with this: the leader sends it the state instead of the
-    /// log, since the log alone does not say who the first voters were. Last variant:
-    /// older messages decode unchanged.
+    /// log, since the log alone does not say who the first voters were.
     SnapshotWanted,
+    /// A follower forwards its client's membership change to the leader, which proposes it
+    /// (see [`crate::raft::Raft::propose_conf_change`]). Not answered, like
+    /// [`MessageBody::Propose`]: a change is unique (ids are never reused), so the follower
+    /// recognises it when it applies. Last variant: older messages decode unchanged.
+    ProposeMembership {
+        /// The change.
+        change: ConfChange,
+        /// The driver's context (the member's record for an add).
+        context: Vec<u8>,
+    },
 }
 
 /// What a follower installs from a leader's snapshot, besides the state itself (which the
@@ -274,6 +283,7 @@ impl MessageBody {
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::Propose { .. } => "Propose",
             MessageBody::SnapshotWanted => "SnapshotWanted",
+            MessageBody::ProposeMembership { .. } => "ProposeMembership",
         }
     }
 }

@@ -558,7 +558,9 @@ impl Raft {
             MessageBody::TimeoutNow | MessageBody::ReadIndexResponse { .. } => {
                 self.leader == Some(m.from)
             }
-            MessageBody::ReadIndex { .. } | MessageBody::Propose { .. } => {
+            MessageBody::ReadIndex { .. }
+            | MessageBody::Propose { .. }
+            | MessageBody::ProposeMembership { .. } => {
                 self.voters.contains(&m.from) || self.progress.contains_key(&m.from)
             }
             _ => true,
@@ -714,6 +716,13 @@ impl Raft {
             MessageBody::SnapshotWanted => {
                 if self.role == Role::Leader {
                     self.request_snapshot(from);
+                }
+            }
+            MessageBody::ProposeMembership { change, context } => {
+                // Refusals are dropped: the follower's client times out, as with a
+                // forwarded command (the driver checks what it can before asking).
+                if self.role == Role::Leader {
+                    let _ = self.propose_conf_change(change, context);
                 }
             }
         }

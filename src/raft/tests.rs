@@ -1377,6 +1377,44 @@ fn an_added_voter_counts_from_the_moment_the_leader_appends_it_and_catches_up() 
 }
 
 #[test]
+fn a_follower_asks_the_leader_for_a_change_and_a_refused_one_is_dropped() {
+    let mut c = cluster_with_newcomer();
+    c.node(2)
+        .request_conf_change(ConfChange::AddVoter(4), b"d".to_vec())
+        .expect("a follower with a leader forwards the change");
+    c.stabilize();
+    for id in 1..=4 {
+        assert_eq!(c.node(id).voters(), [1, 2, 3, 4], "member {id}");
+    }
+    let appended = c
+        .node(1)
+        .log_entries()
+        .iter()
+        .any(|e| e.payload.membership() == Some((ConfChange::AddVoter(4), b"d".as_slice())));
+    assert!(appended, "the leader appended the change with its context");
+    // The same change again: the leader refuses it and nothing is appended.
+    let last = c.node(1).last_index();
+    c.node(3)
+        .request_conf_change(ConfChange::AddVoter(4), vec![])
+        .unwrap();
+    c.stabilize();
+    assert_eq!(c.node(1).last_index(), last);
+    // A member that is not (or no longer) a voter cannot have changes made.
+    let term = c.node(1).term();
+    c.node(1).step(msg(
+        9,
+        1,
+        term,
+        MessageBody::ProposeMembership {
+            change: ConfChange::RemoveVoter(2),
+            context: vec![],
+        },
+    ));
+    assert_eq!(c.node(1).last_index(), last);
+    assert_eq!(c.node(1).voters(), [1, 2, 3, 4]);
+}
+
+#[test]
 fn membership_changes_go_one_at_a_time_and_only_after_the_leaders_first_commit() {
     let mut c = cluster_with_newcomer();
     c.node(1)

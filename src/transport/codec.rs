@@ -55,6 +55,7 @@ pub fn bytes_bound(m: &Message) -> usize {
         }),
         // A forwarded command carries its bytes too.
         MessageBody::Propose { command, .. } => command.len(),
+        MessageBody::ProposeMembership { context, .. } => context.len(),
         _ => 0,
     };
     MESSAGE_BYTES_BOUND.saturating_add(entries)

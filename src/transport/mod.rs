@@ -16,6 +16,10 @@ pub trait Transport: Send {
     fn send(&mut self, messages: Vec<Message>);
     /// Peers that could not be reached since the last call (fed back to the core).
     fn unreachable(&mut self) -> Vec<NodeId>;
+    /// Makes `peers` (every other member with its peer URLs) the peers: new ones are
+    /// dialled and accepted, gone ones dropped, those whose URLs changed redialled. A
+    /// member whose URLs cannot be dialled is left out with the reason returned.
+    fn set_peers(&mut self, peers: &[(NodeId, Vec<String>)]) -> Result<(), String>;
 }
 
 /// The transport of a member that is the whole cluster.
@@ -31,5 +35,13 @@ impl Transport for NoPeers {
 
     fn unreachable(&mut self) -> Vec<NodeId> {
         Vec::new()
+    }
+
+    fn set_peers(&mut self, peers: &[(NodeId, Vec<String>)]) -> Result<(), String> {
+        if peers.is_empty() {
+            Ok(())
+        } else {
+            Err("this member was started as the whole cluster and listens for no peers: restart it to reach the members added since".into())
+        }
     }
 }

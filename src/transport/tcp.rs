@@ -142,7 +142,10 @@ pub struct TcpTransport {
     member_id: NodeId,
     local_addrs: Vec<SocketAddr>,
     peers: BTreeMap<NodeId, PeerQueue>,
+    cluster_id: u64,
     shared: Arc<Shared>,
+    // New links and peer changes go to the peers thread through this.
+    control: Sender<Control>,
     // Closing it stops the peers thread, which drops every task, socket and listener.
     stop: Sender<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -153,6 +156,7 @@ pub struct TcpTransport {
 struct PeerQueue {
     queue: Sender<Message>,
     link: Arc<AtomicU8>,
+    urls: Vec<PeerUrl>,
 }
 
 // A peer link's state, shared by `send` (which drops rather than queues while it is down)
@@ -168,6 +172,8 @@ const LINK_DOWN: u8 = 2;
 #[derive(Default)]
 struct Shared {
     unreachable: Mutex<BTreeSet<NodeId>>,
+    // Who may connect: the peers as the node thread last set them.
+    accepted: Mutex<Vec<NodeId>>,
     sent: AtomicU64,
     dropped: AtomicU64,
     delivered: AtomicU64,
@@ -179,6 +185,13 @@ impl Shared {
     fn unreachable(&self) -> MutexGuard<'_, BTreeSet<NodeId>> {
         // The set stays valid whatever a panicking holder did: it is only inserted into.
         self.unreachable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn accepted(&self) -> Vec<NodeId> {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn count(counter: &AtomicU64, n: usize) {
@@ -202,49 +215,69 @@ impl TcpTransport {
             local_addrs.push(bound);
         }
         let shared = Arc::new(Shared::default());
-        let mut peers = BTreeMap::new();
-        let mut links = Vec::with_capacity(targets.len());
-        for (peer, urls) in targets {
-            let (tx, rx) = channel::bounded(QUEUE_MESSAGES_MAX);
-            let link = Arc::new(AtomicU8::new(LINK_STARTING));
-            peers.insert(
-                peer,
-                PeerQueue {
-                    queue: tx,
-                    link: Arc::clone(&link),
-                },
-            );
-            links.push(Link {
-                me: config.member_id,
-                cluster_id: config.cluster_id,
-                peer,
-                urls,
-                queue: rx,
-                state: link,
-                shared: Arc::clone(&shared),
-            });
-        }
+        let (control, changes) = channel::unbounded();
         let inbound = InboundConfig {
             me: config.member_id,
             cluster_id: config.cluster_id,
-            peers: peers.keys().copied().collect(),
             deliver,
             shared: Arc::clone(&shared),
         };
         let (stop, stopped) = channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("peers".into())
-            .spawn(move || run_peers(listeners, links, inbound, stopped))
+            .spawn(move || run_peers(listeners, changes, inbound, stopped))
             .map_err(TransportError::Thread)?;
-        Ok(TcpTransport {
+        let mut transport = TcpTransport {
             member_id: config.member_id,
             local_addrs,
-            peers,
+            peers: BTreeMap::new(),
+            cluster_id: config.cluster_id,
             shared,
+            control,
             stop,
             thread: Mutex::new(Some(thread)),
             warned_unknown: BTreeSet::new(),
-        })
+        };
+        transport.replace_peers(targets);
+        Ok(transport)
+    }
+
+    // Peers are (re)linked from checked targets; those gone are dropped, and their links
+    // end once their queue's sender is gone.
+    fn replace_peers(&mut self, targets: Vec<(NodeId, Vec<PeerUrl>)>) {
+        let wanted: BTreeMap<NodeId, Vec<PeerUrl>> = targets.into_iter().collect();
+        self.peers.retain(|id, p| wanted.get(id) == Some(&p.urls));
+        for (peer, urls) in wanted.iter() {
+            if self.peers.contains_key(peer) {
+                continue;
+            }
+            let (tx, rx) = channel::bounded(QUEUE_MESSAGES_MAX);
+            let link = Arc::new(AtomicU8::new(LINK_STARTING));
+            self.peers.insert(
+                *peer,
+                PeerQueue {
+                    queue: tx,
+                    link: Arc::clone(&link),
+                    urls: urls.clone(),
+                },
+            );
+            let _ = self.control.try_send(Control::Link(Link {
+                me: self.member_id,
+                cluster_id: self.cluster_id,
+                peer: *peer,
+                urls: urls.clone(),
+                queue: rx,
+                state: link,
+                shared: Arc::clone(&self.shared),
+            }));
+            self.warned_unknown.remove(peer);
+        }
+        *self
+            .shared
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = wanted.keys().copied().collect();
+        let _ = self.control.try_send(Control::Accepted);
     }
 
     /// The bound listen addresses, in the order of [`PeerConfig::listen`].
@@ -325,6 +358,18 @@ impl Transport for TcpTransport {
         std::mem::take(&mut *self.shared.unreachable())
             .into_iter()
             .collect()
+    }
+
+    fn set_peers(&mut self, peers: &[(NodeId, Vec<String>)]) -> Result<(), String> {
+        let config = PeerConfig {
+            member_id: self.member_id,
+            cluster_id: self.cluster_id,
+            listen: Vec::new(),
+            peers: peers.to_vec(),
+        };
+        let targets = check_members(&config).map_err(|e| e.to_string())?;
+        self.replace_peers(targets);
+        Ok(())
     }
 }
 
@@ -461,10 +506,18 @@ impl LogThrottle {
 
 // ---- The peers thread -------------------------------------------------------------------
 
+/// What the node thread's handle tells the peers thread.
+enum Control {
+    /// Keep this link to a new (or readdressed) peer.
+    Link(Link),
+    /// The accepted peers changed: close the connections of those gone.
+    Accepted,
+}
+
 /// The peers thread: every listener's accept loop and every peer's link, until stopped.
 fn run_peers(
     listeners: Vec<(Async<TcpListener>, SocketAddr)>,
-    links: Vec<Link>,
+    changes: Receiver<Control>,
     inbound: InboundConfig,
     stopped: Receiver<()>,
 ) {
@@ -475,9 +528,23 @@ fn run_peers(
             .spawn(accept_loop(Rc::clone(&inbound), listener, addr))
             .detach();
     }
-    for link in links {
-        executor.spawn(run_link(link)).detach();
-    }
+    // Weak, like the accepting side's: the executor owns this task.
+    let spawner = Rc::downgrade(&executor);
+    let accepting = Rc::clone(&inbound);
+    executor
+        .spawn(async move {
+            while let Ok(change) = changes.recv().await {
+                match change {
+                    Control::Link(link) => {
+                        if let Some(executor) = spawner.upgrade() {
+                            executor.spawn(run_link(link)).detach();
+                        }
+                    }
+                    Control::Accepted => accepting.close_unaccepted(),
+                }
+            }
+        })
+        .detach();
     drop(inbound);
     smol::block_on(executor.run(async {
         // Returns when the handle closes the channel (shutdown or drop).

@@ -24,7 +24,6 @@ use std::time::Duration;
 pub(super) struct InboundConfig {
     pub(super) me: NodeId,
     pub(super) cluster_id: u64,
-    pub(super) peers: Vec<NodeId>,
     pub(super) deliver: Deliver,
     pub(super) shared: Arc<Shared>,
 }
@@ -53,6 +52,19 @@ impl Inbound {
             current: RefCell::new(BTreeMap::new()),
             accept_log: RefCell::new(LogThrottle::default()),
         }
+    }
+
+    /// Closes the connections of members no longer accepted as peers (removed from the
+    /// cluster): what they send is no longer taken.
+    pub(super) fn close_unaccepted(&self) {
+        let accepted = self.config.shared.accepted();
+        self.current.borrow_mut().retain(|id, keep| {
+            let stay = accepted.contains(id);
+            if !stay {
+                keep.close();
+            }
+            stay
+        });
     }
 }
 
@@ -163,10 +175,11 @@ async fn accept_handshake(
             return Err(());
         }
     };
+    let peers = config.shared.accepted();
     let expect = Expect {
         cluster_id: config.cluster_id,
         member_id: config.me,
-        peers: &config.peers,
+        peers: &peers,
     };
     let judged = Hello::decode(payload).and_then(|hello| hello.check(&expect).map(|()| hello));
     let reply = match &judged {

@@ -167,6 +167,38 @@ fn two_members_exchange_messages_in_order() {
 }
 
 #[test]
+fn peers_added_later_are_dialled_and_accepted_and_removed_ones_dropped() {
+    let mut a = Member::start(A, CLUSTER, loopback(), &[]);
+    let mut b = Member::start(B, CLUSTER, loopback(), &[]);
+    // Before A knows B, B's dial is refused and A's messages to B go nowhere.
+    b.t.set_peers(&[(A, vec![url(a.addr())])]).unwrap();
+    wait_until("A refused the unknown B", || {
+        a.t.stats().handshakes_refused >= 1
+    });
+    a.t.set_peers(&[(B, vec![url(b.addr())])]).unwrap();
+    wait_until("both links are up", || {
+        a.t.is_connected(B) && b.t.is_connected(A)
+    });
+    a.t.send(vec![heartbeat(A, B, 7)]);
+    assert_eq!(seqs(&b.receive(1)), vec![7]);
+    b.t.send(vec![heartbeat(B, A, 8)]);
+    assert_eq!(seqs(&a.receive(1)), vec![8]);
+    // The same peers again change nothing: the link stays up.
+    a.t.set_peers(&[(B, vec![url(b.addr())])]).unwrap();
+    assert!(a.t.is_connected(B));
+    // A bad URL is refused naming the member, and nothing changes.
+    let bad = a.t.set_peers(&[(B, vec!["ftp://x:1".into()])]).unwrap_err();
+    assert!(bad.contains("b2"), "{bad}");
+    assert!(a.t.is_connected(B));
+    // Removed: A sends to B no more, and B's connection to A is closed.
+    a.t.set_peers(&[]).unwrap();
+    assert!(!a.t.is_connected(B));
+    a.t.send(vec![heartbeat(A, B, 9)]);
+    b.assert_nothing_received();
+    wait_until("B's link to A is gone", || !b.t.is_connected(A));
+}
+
+#[test]
 fn a_member_of_another_cluster_is_refused() {
     let mut b = Member::start(B, CLUSTER, loopback(), &[(A, url(closed_port()))]);
     let mut a = Member::start(A, CLUSTER + 1, loopback(), &[(B, url(b.addr()))]);
