@@ -143,7 +143,24 @@ fn resolve_membership(
         recorded
     };
     if found != derived.0 {
-        if members.len() > 1 || derived.1.len() > 1 {
+        // Flags that differ only in this member's own peer URLs are this member moved to
+        // a new address (it readdresses itself once running); flags naming peers the data
+        // dir never knew describe another cluster.
+        let recorded_urls: Vec<Vec<String>> = members
+            .iter()
+            .map(|m| {
+                let mut u = m.peer_urls.clone();
+                u.sort();
+                u
+            })
+            .collect();
+        let others_known = derived
+            .1
+            .iter()
+            .filter(|m| m.name != config.name)
+            .all(|m| recorded_urls.contains(&m.peer_urls));
+        let moved = members.len() > 1 && derived.1.len() == members.len() && others_known;
+        if (members.len() > 1 || derived.1.len() > 1) && !moved {
             return Err(ServerError(format!(
                 "data dir {} belongs to member {:x} of cluster {:x}, but --initial-cluster describes member {:x} of cluster {:x}: give this member its own data dir (or an empty one to join afresh)",
                 config.data_dir.display(),
@@ -161,6 +178,20 @@ fn resolve_membership(
         );
     }
     Ok((found, members, false))
+}
+
+// A member restarted with other peer URLs than the cluster records for it has moved (a
+// board that got a new address): its record with the new URLs.
+fn moved_record(config: &ServerConfig, me: u64, members: &[MemberRecord]) -> Option<MemberRecord> {
+    let recorded = members.iter().find(|m| m.id == me)?;
+    let mut now = config.initial_advertise_peer_urls.clone();
+    now.sort();
+    let mut before = recorded.peer_urls.clone();
+    before.sort();
+    (members.len() > 1 && now != before).then(|| MemberRecord {
+        peer_urls: now,
+        ..recorded.clone()
+    })
 }
 
 fn start_transport(
@@ -224,10 +255,11 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             member_id: identity.member_id,
             request_timeout,
             snapshot_count: config.snapshot_count,
-            voters: members.iter().map(|m| m.id).collect(),
+            members: members.clone(),
             heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
             election_timeout: Duration::from_millis(config.election_timeout_ms),
             early_answers: !config.serializable_reads,
+            readdress: moved_record(&config, identity.member_id, &members),
             publish: (members.len() > 1).then(|| crate::store::Command::Publish {
                 member: identity.member_id,
                 name: config.name.clone(),
@@ -251,8 +283,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             client_urls: config.advertise_client_urls.clone(),
         },
         cors: config.cors.clone(),
-        linearizable_reads: members.len() > 1 && !config.serializable_reads,
-        members: members.clone(),
+        serializable_reads: config.serializable_reads,
+        strict_reconfig_check: config.strict_reconfig_check,
         start_time: clock::now_unix_nanos(),
     });
     let executor = start_executor()?;
@@ -287,11 +319,19 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     // If the node thread stops on its own (the disk failed), the process must exit so that
     // its supervisor restarts it from what is durable.
     let node_thread = running.node_thread;
+    let status = Arc::clone(&running.handle.status);
     let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("node-watch".into())
         .spawn(move || {
             let why = match node_thread.join() {
+                // Removed from the cluster: nothing left to serve (etcd exits too). The
+                // peers' queues get a moment to carry the last messages out.
+                Ok(Ok(())) if status.removed.load(std::sync::atomic::Ordering::SeqCst) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    log::info!("stopped: this member is no longer in the cluster");
+                    std::process::exit(0);
+                }
                 Ok(Ok(())) => {
                     let _ = stopped_tx.send(());
                     return;

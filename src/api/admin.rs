@@ -15,8 +15,11 @@ pub const ETCD_SERVER_VERSION: &str = "2.3.8";
 pub const ETCD_CLUSTER_VERSION: &str = "2.3.0";
 
 pub(super) async fn handle(ctx: &ApiContext, incoming: Incoming, path: &str) -> Response {
+    let members_api = path == "/v2/members" || path.starts_with("/v2/members/");
     let reply = if path == "/health" && incoming.method == "GET" {
         health(ctx).await
+    } else if members_api {
+        with_cluster_id(ctx, super::members::handle(ctx, &incoming, path).await)
     } else {
         route(ctx, &incoming, path)
     };
@@ -36,9 +39,6 @@ fn route(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
         "/v2/stats/store" => only(method, &["GET"], || stats_store(ctx)),
         "/v2/stats/leader" => only(method, &["GET"], || stats_leader(ctx)),
         "/metrics" => metrics(ctx),
-        p if p == "/v2/members" || p.starts_with("/v2/members/") => {
-            with_cluster_id(ctx, members(ctx, incoming, p))
-        }
         p if p.starts_with("/v2/auth/") || p == "/v2/auth" => with_cluster_id(ctx, auth(method, p)),
         _ => Reply::text(404, "404 page not found\n"),
     }
@@ -70,11 +70,6 @@ fn message(status: u16, text: &str) -> Reply {
         message: &'a str,
     }
     json(status, to_go_json(&Message { message: text }))
-}
-
-fn with_newline(mut body: Vec<u8>) -> Vec<u8> {
-    body.push(b'\n');
-    body
 }
 
 fn version() -> Reply {
@@ -118,7 +113,7 @@ async fn health(ctx: &ApiContext) -> Reply {
 }
 
 fn machines(ctx: &ApiContext) -> Reply {
-    let mut urls: Vec<String> = all_members(ctx)
+    let mut urls: Vec<String> = super::members::all_members(ctx)
         .into_iter()
         .flat_map(|m| m.client_urls)
         .collect();
@@ -309,131 +304,6 @@ fn go_float(v: f64) -> String {
     } else {
         "0".to_string()
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Member {
-    id: String,
-    name: String,
-    #[serde(rename = "peerURLs")]
-    peer_urls: Vec<String>,
-    #[serde(rename = "clientURLs")]
-    client_urls: Vec<String>,
-}
-
-fn this_member(ctx: &ApiContext) -> Member {
-    let mut peer_urls = ctx.member.peer_urls.clone();
-    peer_urls.sort();
-    Member {
-        id: format!("{:x}", ctx.member.id),
-        name: ctx.member.name.clone(),
-        peer_urls,
-        client_urls: ctx.member.client_urls.clone(),
-    }
-}
-
-// Every member: this one from its own flags, the others from what they published through
-// the log (name "" and no client URLs until they have, as etcd shows them).
-fn all_members(ctx: &ApiContext) -> Vec<Member> {
-    if ctx.members.len() < 2 {
-        return vec![this_member(ctx)];
-    }
-    let published = ctx
-        .storage
-        .read()
-        .and_then(|view| crate::store::V2Store::members(&view))
-        .unwrap_or_else(|e| {
-            log::warn!("cannot read the published member attributes: {e}");
-            Default::default()
-        });
-    let mut out: Vec<Member> = ctx
-        .members
-        .iter()
-        .map(|m| {
-            if m.id == ctx.member.id {
-                return this_member(ctx);
-            }
-            let (name, client_urls) = published.get(&m.id).cloned().unwrap_or_default();
-            let mut peer_urls = m.peer_urls.clone();
-            peer_urls.sort();
-            Member {
-                id: format!("{:x}", m.id),
-                name,
-                peer_urls,
-                client_urls,
-            }
-        })
-        .collect();
-    out.sort_by_key(|m| u64::from_str_radix(&m.id, 16).unwrap_or(0));
-    out
-}
-
-fn is_member(ctx: &ApiContext, id: u64) -> bool {
-    id == ctx.member.id || ctx.members.iter().any(|m| m.id == id)
-}
-
-fn members(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
-    let rest = path
-        .trim_start_matches("/v2/members")
-        .trim_start_matches('/');
-    match (incoming.method.as_str(), rest) {
-        ("GET", "") => {
-            #[derive(Serialize)]
-            struct List {
-                members: Vec<Member>,
-            }
-            json(
-                200,
-                with_newline(to_go_json(&List {
-                    members: all_members(ctx),
-                })),
-            )
-        }
-        ("GET", "leader") => {
-            let leader = ctx
-                .node
-                .status
-                .leader
-                .load(std::sync::atomic::Ordering::SeqCst);
-            let id = format!("{leader:x}");
-            match all_members(ctx)
-                .into_iter()
-                .find(|m| leader != 0 && m.id == id)
-            {
-                Some(m) => json(200, with_newline(to_go_json(&m))),
-                None => message(503, "During election"),
-            }
-        }
-        ("GET", _) => message(404, "Not found"),
-        ("POST", "") => member_change(incoming),
-        ("PUT" | "DELETE", "") => Reply::text(405, "Method Not Allowed\n"),
-        ("DELETE", id) | ("PUT", id) => match u64::from_str_radix(id, 16) {
-            Ok(n) if is_member(ctx, n) && incoming.method == "PUT" => member_change(incoming),
-            Ok(n) if is_member(ctx, n) => message(500, "Internal Server Error"),
-            Ok(n) => message(404, &format!("No such member: {n:x}")),
-            Err(_) => message(404, &format!("No such member: {id}")),
-        },
-        _ => Reply::text(405, "Method Not Allowed\n").header("Allow", "GET,POST,DELETE,PUT"),
-    }
-}
-
-// Membership changes need multi-member Raft; until then they are refused the way etcd
-// reports a change it cannot make, after the same request checks.
-fn member_change(incoming: &Incoming) -> Reply {
-    let content_type = incoming.header("Content-Type").unwrap_or_default();
-    let media = match content_type.split_once(';') {
-        Some((m, _)) => m.trim().to_ascii_lowercase(),
-        None => content_type.clone(),
-    };
-    if media != "application/json" {
-        return message(
-            415,
-            &format!("Bad Content-Type {media}, accept application/json"),
-        );
-    }
-    log::warn!("a membership change was refused: this pikv runs single-member clusters only");
-    message(500, "Internal Server Error")
 }
 
 fn auth(method: &str, path: &str) -> Reply {

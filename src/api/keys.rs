@@ -89,7 +89,7 @@ pub(super) async fn handle(ctx: &ApiContext, incoming: Incoming, key: String) ->
 }
 
 async fn read(ctx: &ApiContext, key: &str, recursive: bool, sorted: bool, quorum: bool) -> Reply {
-    if quorum || ctx.linearizable_reads {
+    if quorum || ctx.linearizable_reads() {
         if let Err(e) = ctx.node.read_barrier().await {
             return error_reply(ctx, &e);
         }

@@ -15,3 +15,4 @@ pub mod server;
 mod admin;
 pub use admin::{ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION};
 mod keys;
+mod members;

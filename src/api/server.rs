@@ -43,16 +43,29 @@ pub struct ApiContext {
     pub member: MemberInfo,
     /// The CORS policy.
     pub cors: Cors,
-    /// Plain GETs go through ReadIndex (a cluster without `--serializable-reads`); a single
-    /// member's local state is always current, so it never needs the round.
-    pub linearizable_reads: bool,
-    /// Every member as recorded at bootstrap.
-    pub members: Vec<crate::storage::MemberRecord>,
+    /// `--serializable-reads`: plain GETs are served from the local state.
+    pub serializable_reads: bool,
+    /// `--strict-reconfig-check`: membership changes that would leave too few started
+    /// members are refused.
+    pub strict_reconfig_check: bool,
     /// Process start, Unix nanoseconds.
     pub start_time: u64,
 }
 
 impl ApiContext {
+    /// Whether plain GETs go through ReadIndex: in a cluster without
+    /// `--serializable-reads`. A single member's local state is always current, so it
+    /// never needs the round.
+    pub fn linearizable_reads(&self) -> bool {
+        !self.serializable_reads
+            && self
+                .node
+                .status
+                .voters
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 1
+    }
+
     /// X-Etcd-Cluster-Id's value.
     pub fn cluster_id_hex(&self) -> String {
         format!("{:x}", self.cluster_id)

@@ -43,6 +43,10 @@ pub struct Status {
     pub appends_sent: AtomicU64,
     /// See `appends_sent`.
     pub appends_received: AtomicU64,
+    /// Voters of the cluster as this member's log has them.
+    pub voters: AtomicU64,
+    /// This member applied its own removal from the cluster: the process is to exit.
+    pub removed: AtomicBool,
     /// The member's cluster clock, as the node thread last set it.
     pub clock: std::sync::Mutex<Option<crate::util::clock::ClusterClock>>,
 }
@@ -197,6 +201,24 @@ impl NodeHandle {
             // The node dropped the request unanswered: its thread has ended.
             Err(mpsc::RecvTimeoutError::Disconnected) => Liveness::Gone,
         }
+    }
+
+    /// Adds, removes or readdresses a member, and waits until the change is applied here
+    /// (etcd's timeout error after the request timeout; the change may still apply later).
+    pub async fn change_membership(
+        &self,
+        change: crate::raft::ConfChange,
+        context: Vec<u8>,
+    ) -> Result<(), V2Error> {
+        let (reply, rx) = smol::channel::bounded(1);
+        self.tx
+            .send(Input::ChangeMembership {
+                change,
+                context,
+                reply,
+            })
+            .map_err(|_| raft_error(STOPPED_CAUSE))?;
+        reply_within(rx, self.request_timeout).await
     }
 
     /// Asks the node thread to stop.

@@ -9,10 +9,11 @@ pub mod batch;
 pub mod bootstrap;
 mod disk;
 mod handle;
+mod members;
 
 pub use handle::{FollowerStats, NodeHandle, Status, NO_SPACE_CAUSE, STOPPED_CAUSE, TIMEOUT_CAUSE};
 
-use crate::raft::{Config, InitialState, Message, NodeId, Persisted, Raft, Role};
+use crate::raft::{ConfChange, Config, InitialState, Message, NodeId, Persisted, Raft, Role};
 use crate::storage::lmdb::LmdbStorage;
 use crate::storage::StorageError;
 use crate::store::{Command, Event, V2Error, V2Store};
@@ -30,6 +31,8 @@ use std::time::{Duration, Instant};
 pub type ProposeReply = smol::channel::Sender<Result<Result<Event, V2Error>, V2Error>>;
 /// The reply to a read barrier.
 pub type ReadReply = smol::channel::Sender<Result<(), V2Error>>;
+/// The reply to a membership change: once it applied on this member.
+pub type MembershipReply = smol::channel::Sender<Result<(), V2Error>>;
 
 /// Inputs of the node thread.
 pub enum Input {
@@ -54,6 +57,15 @@ pub enum Input {
     /// The apply thread applied committed entries of a batch it is now committing (a
     /// cluster's entries are committed already: see `batch::apply_batch`).
     AppliedEarly(Vec<batch::AppliedEntry>),
+    /// A membership change (etcd's members API), answered once applied here.
+    ChangeMembership {
+        /// The change.
+        change: ConfChange,
+        /// The member's record for an add or an update (encoded), empty for a removal.
+        context: Vec<u8>,
+        /// Where the outcome goes.
+        reply: MembershipReply,
+    },
     /// The watchdog's liveness probe, answered as soon as the loop reads it.
     Ping {
         /// Where the answer goes.
@@ -77,8 +89,8 @@ pub struct NodeParts {
     pub request_timeout: Duration,
     /// Applied entries between log compactions (`--snapshot-count`).
     pub snapshot_count: u64,
-    /// Every voter of the cluster, this member included.
-    pub voters: Vec<NodeId>,
+    /// Every member of the cluster as of the applied index, this one included.
+    pub members: Vec<crate::storage::MemberRecord>,
     /// `--heartbeat-interval`: the tick.
     pub heartbeat_interval: Duration,
     /// `--election-timeout`.
@@ -90,6 +102,10 @@ pub struct NodeParts {
     /// What this member publishes about itself once a leader is known (a cluster member's
     /// `Command::Publish`; a single member publishes nothing: it knows itself).
     pub publish: Option<Command>,
+    /// This member's record with the peer URLs it now advertises, when they differ from
+    /// the cluster's record of it (it was moved to a new address): proposed as an update
+    /// once a leader is known.
+    pub readdress: Option<crate::storage::MemberRecord>,
 }
 
 /// How the transport hands peer messages to the node thread.
@@ -121,7 +137,8 @@ pub fn start(
 ) -> Result<Running, StorageError> {
     let recovered = parts.storage.recover()?;
     let (wal, log) = disk::open_log(&parts.storage, &recovered)?;
-    let multi = parts.voters.len() > 1;
+    let voters: Vec<NodeId> = parts.members.iter().map(|m| m.id).collect();
+    let multi = voters.len() > 1;
     let retain = if multi { MEMORY_RETAIN } else { 0 };
     let initial = initial_state(&parts.storage, &log, retain)?;
     // A tick is a quarter of the heartbeat interval: election timeouts are drawn from 4x as
@@ -137,7 +154,21 @@ pub fn start(
         heartbeat_ticks: TICKS_PER_HEARTBEAT,
         ..Config::default()
     };
-    let mut raft = Raft::new(parts.member_id, parts.voters.clone(), initial, &config);
+    let mut raft = Raft::new(parts.member_id, voters, initial, &config);
+    let mut members = members::Members::new(parts.member_id, &parts.members, raft.log_entries());
+    let readdress = match &parts.readdress {
+        Some(record) => {
+            let context = crate::storage::format::encode("member record", record)?;
+            let (reply, outcome) = smol::channel::bounded(1);
+            members.wait(ConfChange::UpdateMember(parts.member_id), context, reply);
+            log::info!(
+                "this member now advertises peer URLs {}: updating the cluster's record",
+                record.peer_urls.join(",")
+            );
+            Some(outcome)
+        }
+        None => None,
+    };
     if multi {
         raft.hasten_first_election();
     }
@@ -157,6 +188,9 @@ pub fn start(
         clock::monotonic_nanos(),
     );
     let status = Arc::new(Status::default());
+    status
+        .voters
+        .store(raft.voters().len() as u64, Ordering::SeqCst);
     status
         .used_bytes
         .store(parts.storage.used_bytes()?, Ordering::SeqCst);
@@ -241,6 +275,8 @@ pub fn start(
         publish_attempt: None,
         cluster,
         heartbeats_sent: HashMap::new(),
+        members,
+        readdress,
         delivered_through: 0,
         flush_sent: 0,
     };
@@ -399,6 +435,10 @@ struct Node {
     flush_sent: u64,
     /// The last heartbeat round sent to each follower and when, to time its answer.
     heartbeats_sent: HashMap<NodeId, (u64, Instant)>,
+    /// Where the members listen, and the membership changes clients wait for.
+    members: members::Members,
+    /// The outcome of this member's update of its own peer URLs, while it is pending.
+    readdress: Option<smol::channel::Receiver<Result<(), V2Error>>>,
 }
 
 type PublishOutcome = smol::channel::Receiver<Result<Result<Event, V2Error>, V2Error>>;
@@ -458,12 +498,42 @@ impl Node {
             self.on_leader_change();
             self.flush_awaiting_leader();
             self.maybe_publish();
+            self.check_readdress();
             self.maybe_propose_sync();
             self.maybe_send_batch();
+            self.link_peers();
             self.send_messages();
             self.take_read_states();
             self.publish_status();
         }
+    }
+
+    // The transport reaches whom Raft talks to: the voters; the leader, which may be one no
+    // longer (a leader that removed itself leads until its removal commits); and on a
+    // leader the members it still replicates to (one being removed, until it holds its
+    // removal).
+    fn link_peers(&mut self) {
+        let mut talking_to = self.raft.voters().to_vec();
+        talking_to.extend(self.raft.leader());
+        talking_to.extend(self.raft.follower_matches().into_iter().map(|(id, _)| id));
+        if let Some(peers) = self.members.peers_to_link(talking_to) {
+            if let Err(e) = self.transport.set_peers(&peers) {
+                log::warn!("cannot reach the members now in the cluster: {e}");
+            }
+        }
+        self.status
+            .voters
+            .store(self.raft.voters().len() as u64, Ordering::SeqCst);
+    }
+
+    fn change_membership(&mut self, change: ConfChange, context: Vec<u8>, reply: MembershipReply) {
+        if self.stopping.is_some() {
+            let _ = reply.try_send(Err(V2Error::new(300, STOPPED_CAUSE, 0)));
+            return;
+        }
+        self.members.wait(change, context, reply);
+        self.members.ask(&mut self.raft, Instant::now());
+        self.link_peers();
     }
 
     // A single member idle without TTL keys has no timer at all: the server writes nothing
@@ -522,6 +592,7 @@ impl Node {
         self.reads_awaiting_leader.retain(|r| !r.is_closed());
         self.read_requests.retain(|_, r| !r.is_closed());
         self.reads.retain(|(_, r)| !r.is_closed());
+        self.members.drop_abandoned();
     }
 
     fn handle(&mut self, input: Input) -> Result<bool, StorageError> {
@@ -541,6 +612,11 @@ impl Node {
                 self.observe_peer(&m);
                 self.raft.step(m);
             }
+            Input::ChangeMembership {
+                change,
+                context,
+                reply,
+            } => self.change_membership(change, context, reply),
             Input::Ping { reply } => {
                 let _ = reply.send(());
             }
@@ -701,6 +777,7 @@ impl Node {
             None => log::info!("no leader at term {}", self.raft.term()),
         }
         self.known_leader = leader;
+        self.members.leader_changed();
         let Some(now) = leader else {
             return;
         };
@@ -724,6 +801,7 @@ impl Node {
     }
 
     fn flush_awaiting_leader(&mut self) {
+        self.members.ask(&mut self.raft, Instant::now());
         if self.raft.leader().is_none() {
             return;
         }
@@ -733,6 +811,23 @@ impl Node {
         for reply in std::mem::take(&mut self.reads_awaiting_leader) {
             self.read_index(reply);
         }
+    }
+
+    fn check_readdress(&mut self) {
+        let Some(outcome) = &self.readdress else {
+            return;
+        };
+        match outcome.try_recv() {
+            Err(smol::channel::TryRecvError::Empty) => return,
+            Ok(Ok(())) => log::info!("the cluster has this member's new peer URLs"),
+            Ok(Err(e)) => log::warn!(
+                "the cluster refused this member's new peer URLs: {} (update them with PUT /v2/members/{:x})",
+                e.cause,
+                self.raft.id()
+            ),
+            Err(smol::channel::TryRecvError::Closed) => {}
+        }
+        self.readdress = None;
     }
 
     fn maybe_publish(&mut self) {
@@ -797,6 +892,15 @@ impl Node {
             let Some(mut ready) = self.raft.ready() else {
                 return;
             };
+            // Before the messages: appends to a member this batch adds need its address.
+            if ready
+                .entries
+                .iter()
+                .any(|e| e.payload.membership().is_some())
+            {
+                self.members.appended(&ready.entries);
+                self.link_peers();
+            }
             // Messages go before the disk work: a leader replicates while its own fsync
             // runs, and what depends on durability the core holds back itself.
             let messages = std::mem::take(&mut ready.messages);
@@ -941,7 +1045,9 @@ impl Node {
                 return Err(e);
             }
         };
+        let before = self.raft.applied_index();
         self.raft.applied_to(outcome.applied_index);
+        self.membership_applied(before);
         while self
             .applies_outstanding
             .front()
@@ -973,6 +1079,38 @@ impl Node {
             let _ = reply.try_send(Ok(()));
         }
         Ok(())
+    }
+
+    // Membership changes applied since `before`: their clients are answered (what they
+    // see in the members list now includes the change), and a member that applied its own
+    // removal stops (once it has handed leadership over, if it led).
+    fn membership_applied(&mut self, before: u64) {
+        let applied = self.raft.applied_index();
+        let changes: Vec<(u64, ConfChange, Vec<u8>)> = self
+            .raft
+            .log_entries()
+            .iter()
+            .filter(|e| e.index > before && e.index <= applied)
+            .filter_map(|e| {
+                e.payload
+                    .membership()
+                    .map(|(c, ctx)| (e.index, c, ctx.to_vec()))
+            })
+            .collect();
+        for (index, change, context) in changes {
+            self.members.applied(change, &context);
+            if change == ConfChange::RemoveVoter(self.raft.id()) {
+                log::warn!(
+                    "member {:x} was removed from the cluster (entry {index}): stopping; its id is never used again (to bring this board back, empty its data dir and add it as a new member)",
+                    self.raft.id()
+                );
+                self.status.removed.store(true, Ordering::SeqCst);
+                self.status.stopping.store(true, Ordering::SeqCst);
+                if self.stopping.is_none() {
+                    self.stopping = Some(Instant::now() + TRANSFER_WAIT);
+                }
+            }
+        }
     }
 
     // Events go to the watch hub first, then the clients are answered, so a client that saw
@@ -1113,6 +1251,7 @@ impl Node {
         for (_, reply) in std::mem::take(&mut self.read_requests) {
             let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
         }
+        self.members.fail_all(cause);
     }
 }
 

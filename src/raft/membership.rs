@@ -124,7 +124,9 @@ impl Raft {
             ConfChange::AddVoter(id) if id == 0 || self.voters.contains(&id) => {
                 return Err(ProposeError::MemberExists(id));
             }
-            ConfChange::RemoveVoter(id) if !self.voters.contains(&id) => {
+            ConfChange::RemoveVoter(id) | ConfChange::UpdateMember(id)
+                if !self.voters.contains(&id) =>
+            {
                 return Err(ProposeError::UnknownMember(id));
             }
             ConfChange::RemoveVoter(_) if self.voters.len() == 1 => {
@@ -140,7 +142,9 @@ impl Raft {
 
     /// Asks for a membership change: proposed here on the leader (its refusal returned),
     /// sent to the leader from a follower (where a refusal is dropped and the change never
-    /// applies). The driver recognises the change when it applies.
+    /// applies). The driver recognises the change when it applies. A member that knows no
+    /// leader asks every voter: it may be one the leader cannot reach (it moved to a new
+    /// address, and this change tells the cluster), and only the leader acts on it.
     pub fn request_conf_change(
         &mut self,
         change: ConfChange,
@@ -149,8 +153,22 @@ impl Raft {
         if self.role == Role::Leader {
             return self.propose_conf_change(change, context).map(|_| ());
         }
-        let leader = self.leader.ok_or(ProposeError::NoLeader)?;
-        self.send(leader, MessageBody::ProposeMembership { change, context });
+        let to: Vec<NodeId> = match self.leader {
+            Some(leader) => vec![leader],
+            None => self
+                .voters
+                .iter()
+                .copied()
+                .filter(|v| *v != self.id)
+                .collect(),
+        };
+        for peer in to {
+            let body = MessageBody::ProposeMembership {
+                change,
+                context: context.clone(),
+            };
+            self.send(peer, body);
+        }
         Ok(())
     }
 

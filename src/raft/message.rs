@@ -59,6 +59,10 @@ pub enum ConfChange {
     AddVoter(NodeId),
     /// The member stops being a voter (and leaves the cluster).
     RemoveVoter(NodeId),
+    /// The voters stay; the driver's record of the member changes (its peer URLs, in the
+    /// context). Goes through the log like the others so every member readdresses it at
+    /// the same point. Last variant: entries written before it decode unchanged.
+    UpdateMember(NodeId),
 }
 
 impl ConfChange {
@@ -71,6 +75,7 @@ impl ConfChange {
                 }
             }
             ConfChange::RemoveVoter(id) => voters.retain(|v| *v != id),
+            ConfChange::UpdateMember(_) => {}
         }
     }
 }

@@ -593,8 +593,14 @@ impl Raft {
                 _ => self.become_follower(m.term, None),
             }
         } else if m.term < self.term() {
-            self.answer_stale(m);
-            return;
+            // A membership change is a client's request, not a step of the protocol: the
+            // leader proposes it in its own term whatever the asker's. The asker may be a
+            // member that moved to an address nobody can reach yet, so it cannot learn the
+            // term before this change readdresses it.
+            if !matches!(m.body, MessageBody::ProposeMembership { .. }) {
+                self.answer_stale(m);
+                return;
+            }
         }
         self.dispatch(m);
         self.debug_check();

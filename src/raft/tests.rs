@@ -1412,6 +1412,23 @@ fn a_follower_asks_the_leader_for_a_change_and_a_refused_one_is_dropped() {
     ));
     assert_eq!(c.node(1).last_index(), last);
     assert_eq!(c.node(1).voters(), [1, 2, 3, 4]);
+    // A member that knows no leader, of an older term (restarted at an address the
+    // leader cannot reach yet), asks every voter, and the leader takes the change.
+    let mut lost = Raft::new(4, vec![1, 2, 3, 4], InitialState::default(), &config());
+    lost.request_conf_change(ConfChange::UpdateMember(4), b"moved".to_vec())
+        .unwrap();
+    let asked: Vec<Message> = lost.take_messages();
+    assert_eq!(
+        asked.iter().map(|m| m.to).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{asked:?}"
+    );
+    assert!(asked.iter().all(|m| m.term < c.nodes[&1].term()));
+    for m in asked {
+        c.node(m.to).step(m);
+    }
+    assert_eq!(c.node(1).last_index(), last + 1);
+    assert_eq!(c.node(2).last_index(), last, "only the leader acts on it");
 }
 
 #[test]

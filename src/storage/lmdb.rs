@@ -684,6 +684,35 @@ macro_rules! impl_kv_read {
 impl_kv_read!(LmdbRead<'_>);
 impl_kv_read!(LmdbTxn<'_>);
 
+impl LmdbRead<'_> {
+    /// The members as of the applied index (the bootstrap record, with every applied
+    /// membership change since).
+    pub fn members(&self) -> Result<Vec<MemberRecord>, StorageError> {
+        self.record(format::META_MEMBERS, "membership")
+    }
+
+    /// The ids of members removed from the cluster (never to be reused).
+    pub fn removed_members(&self) -> Result<Vec<u64>, StorageError> {
+        self.record(format::META_REMOVED, "removed members")
+    }
+
+    fn record<T: bincode::Decode<()>>(
+        &self,
+        key: &[u8],
+        what: &str,
+    ) -> Result<Vec<T>, StorageError> {
+        match self
+            .dbs
+            .meta
+            .get(&self.txn, key)
+            .map_err(|e| io_err(format!("read {what}"), self.path, e))?
+        {
+            Some(b) => format::decode::<Vec<T>>(&format!("{what} record"), b),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 impl KvWrite for LmdbTxn<'_> {
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         table_db(&self.dbs, table)
@@ -797,6 +826,12 @@ impl StorageTxn for LmdbTxn<'_> {
                     removed.push(id);
                 }
                 self.put_meta_record(format::META_REMOVED, "removed members", &removed)?;
+            }
+            crate::raft::ConfChange::UpdateMember(id) => {
+                let urls = added.filter(|r| r.id == id).map(|r| r.peer_urls.clone());
+                if let (Some(m), Some(urls)) = (members.iter_mut().find(|m| m.id == id), urls) {
+                    m.peer_urls = urls;
+                }
             }
         }
         self.put_meta_record(format::META_MEMBERS, "membership", &members)

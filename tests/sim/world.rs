@@ -542,6 +542,8 @@ pub struct Stats {
     pub added: u64,
     /// See `added`.
     pub removed: u64,
+    /// Members readdressed (a change of no voter).
+    pub updated: u64,
     /// Snapshots installed by followers.
     pub snapshots: u64,
 }
@@ -1705,11 +1707,14 @@ impl World {
             }
             _ => false,
         };
+        let pick = |prng: &mut Prng| voters[prng.below(voters.len() as u64) as usize];
         let change = match fresh {
             Some(f) if add => ConfChange::AddVoter(self.members[f].id),
-            _ if voters.len() > 2 => {
-                ConfChange::RemoveVoter(voters[self.prng.below(voters.len() as u64) as usize])
+            // Readdressing changes no voter, but goes through the same one-at-a-time rule.
+            _ if !voters.is_empty() && self.prng.chance(1, 5) => {
+                ConfChange::UpdateMember(pick(&mut self.prng))
             }
+            _ if voters.len() > 2 => ConfChange::RemoveVoter(pick(&mut self.prng)),
             _ => return Ok(()),
         };
         let leader = self.members[l].id;
@@ -1735,6 +1740,7 @@ impl World {
                 self.restart(f)?;
             }
             (Some(_), ConfChange::RemoveVoter(_)) => self.stats.removed += 1,
+            (Some(_), ConfChange::UpdateMember(_)) => self.stats.updated += 1,
             (None, _) => {}
         }
         Ok(())

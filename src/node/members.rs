@@ -1,0 +1,259 @@
+//! The node thread's side of membership changes: who the peers are and where they listen
+//! (the address book), and the clients waiting for a change to apply.
+//!
+//! Addresses come from the member records (as of the applied index) and from the contexts
+//! of membership entries as soon as they are appended: a change takes effect when appended,
+//! so the leader replicates to a member it adds, and every member answers its votes,
+//! before the change commits. A change is recognised by its content when it applies: ids
+//! are never reused, so an add or a removal happens once; a client's request asked again of
+//! a new leader is refused there if the old one appended it already (and applies anyway).
+
+use super::MembershipReply;
+use crate::raft::{ConfChange, Entry, NodeId, ProposeError, Raft};
+use crate::storage::{format, MemberRecord};
+use crate::store::V2Error;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A client's change, until it applies.
+struct Waiter {
+    change: ConfChange,
+    context: Vec<u8>,
+    reply: MembershipReply,
+    /// When it was last asked of the leader (again after each leader change, and after
+    /// [`ASK_AGAIN`]: the message may have been lost, or the leader refused it).
+    asked: Option<Instant>,
+}
+
+/// A change not applied this long after it was asked is asked again.
+const ASK_AGAIN: Duration = Duration::from_secs(3);
+
+/// Addresses of the members and the changes being waited for.
+pub(super) struct Members {
+    me: NodeId,
+    book: BTreeMap<NodeId, Vec<String>>,
+    /// What the transport was last given.
+    linked: Vec<(NodeId, Vec<String>)>,
+    waiters: Vec<Waiter>,
+}
+
+/// The member record a membership entry's context carries (an add's or an update's).
+pub fn record_of(change: ConfChange, context: &[u8]) -> Option<MemberRecord> {
+    let id = match change {
+        ConfChange::AddVoter(id) | ConfChange::UpdateMember(id) => id,
+        ConfChange::RemoveVoter(_) => return None,
+    };
+    if context.is_empty() {
+        return None;
+    }
+    format::decode::<MemberRecord>("member record", context)
+        .ok()
+        .filter(|r| r.id == id)
+}
+
+impl Members {
+    /// The book of `records` (this member's view as of its applied index) and of the
+    /// membership entries of `log` after it.
+    pub(super) fn new(me: NodeId, records: &[MemberRecord], log: &[Entry]) -> Members {
+        let mut m = Members {
+            me,
+            book: records
+                .iter()
+                .map(|r| (r.id, r.peer_urls.clone()))
+                .collect(),
+            linked: Vec::new(),
+            waiters: Vec::new(),
+        };
+        m.appended(log);
+        m
+    }
+
+    /// Takes in the addresses of members added by appended entries. A new address of a
+    /// member is taken only once its update applies: the update commits over the old one
+    /// (which the member may still listen on until it restarts).
+    pub(super) fn appended(&mut self, entries: &[Entry]) {
+        for e in entries {
+            if let Some((change @ ConfChange::AddVoter(_), context)) = e.payload.membership() {
+                self.learn(change, context);
+            }
+        }
+    }
+
+    fn learn(&mut self, change: ConfChange, context: &[u8]) {
+        if let Some(record) = record_of(change, context) {
+            self.book.insert(record.id, record.peer_urls);
+        }
+    }
+
+    /// The peers the transport should have, given the members Raft talks to now; `None`
+    /// when that is what it has.
+    pub(super) fn peers_to_link(
+        &mut self,
+        talking_to: impl IntoIterator<Item = NodeId>,
+    ) -> Option<Vec<(NodeId, Vec<String>)>> {
+        let mut wanted: Vec<(NodeId, Vec<String>)> = talking_to
+            .into_iter()
+            .filter(|id| *id != self.me)
+            .filter_map(|id| self.book.get(&id).map(|urls| (id, urls.clone())))
+            .collect();
+        wanted.sort();
+        wanted.dedup_by_key(|(id, _)| *id);
+        if wanted == self.linked {
+            return None;
+        }
+        self.linked = wanted.clone();
+        Some(wanted)
+    }
+
+    /// A client's change, to be asked of the leader.
+    pub(super) fn wait(&mut self, change: ConfChange, context: Vec<u8>, reply: MembershipReply) {
+        self.waiters.push(Waiter {
+            change,
+            context,
+            reply,
+            asked: None,
+        });
+    }
+
+    /// Asks the leader (or, leading, proposes) the changes not asked yet. A refusal this
+    /// member can see is the client's answer; another change still being committed, or a
+    /// transfer, only delays it.
+    pub(super) fn ask(&mut self, raft: &mut Raft, now: Instant) {
+        let mut refused = Vec::new();
+        for (i, w) in self.waiters.iter_mut().enumerate() {
+            let recent = w.asked.is_some_and(|at| now.duration_since(at) < ASK_AGAIN);
+            if recent || w.reply.is_closed() {
+                continue;
+            }
+            // The leader replicates to a member it adds at once: it needs the address
+            // before the entry's first Ready.
+            if let (ConfChange::AddVoter(_), Some(record)) =
+                (w.change, record_of(w.change, &w.context))
+            {
+                self.book.insert(record.id, record.peer_urls);
+            }
+            match raft.request_conf_change(w.change, w.context.clone()) {
+                Ok(()) => w.asked = Some(now),
+                Err(ProposeError::MembershipChangePending | ProposeError::TransferInProgress) => {}
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        for (i, e) in refused.into_iter().rev() {
+            let w = self.waiters.remove(i);
+            let _ = w.reply.try_send(Err(V2Error::new(
+                crate::store::error::RAFT_INTERNAL,
+                e.to_string(),
+                0,
+            )));
+        }
+    }
+
+    /// A new leader: what the old one may have lost is asked again.
+    pub(super) fn leader_changed(&mut self) {
+        for w in &mut self.waiters {
+            w.asked = None;
+        }
+    }
+
+    /// A change applied: its waiters are answered.
+    pub(super) fn applied(&mut self, change: ConfChange, context: &[u8]) {
+        self.learn(change, context);
+        self.waiters.retain(|w| {
+            let done = w.change == change && w.context == context;
+            if done {
+                let _ = w.reply.try_send(Ok(()));
+            }
+            !done
+        });
+    }
+
+    /// Forgets the waiters whose client is gone.
+    pub(super) fn drop_abandoned(&mut self) {
+        self.waiters.retain(|w| !w.reply.is_closed());
+    }
+
+    /// Answers every waiter with `cause`.
+    pub(super) fn fail_all(&mut self, cause: &str) {
+        for w in self.waiters.drain(..) {
+            let _ = w.reply.try_send(Err(V2Error::new(
+                crate::store::error::RAFT_INTERNAL,
+                cause,
+                0,
+            )));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::Payload;
+
+    fn record(id: NodeId, url: &str) -> MemberRecord {
+        MemberRecord {
+            id,
+            name: String::new(),
+            peer_urls: vec![url.to_string()],
+        }
+    }
+
+    fn entry(index: u64, change: ConfChange, context: Vec<u8>) -> Entry {
+        Entry {
+            index,
+            term: 1,
+            payload: Payload::Membership { change, context },
+        }
+    }
+
+    #[test]
+    fn peers_follow_the_records_and_the_appended_changes() {
+        let four = format::encode("member record", &record(4, "http://d:2380")).unwrap();
+        let log = [entry(5, ConfChange::AddVoter(4), four)];
+        let mut m = Members::new(
+            1,
+            &[record(1, "http://a:2380"), record(2, "http://b:2380")],
+            &log,
+        );
+        assert_eq!(
+            m.peers_to_link([1, 2, 4]),
+            Some(vec![
+                (2, vec!["http://b:2380".to_string()]),
+                (4, vec!["http://d:2380".to_string()])
+            ])
+        );
+        assert_eq!(m.peers_to_link([4, 2, 1]), None, "unchanged");
+        // Readdressed by an update once it applies; a context of another member is ignored.
+        let moved = format::encode("member record", &record(2, "http://b2:2380")).unwrap();
+        m.appended(&[
+            entry(6, ConfChange::UpdateMember(2), moved.clone()),
+            entry(7, ConfChange::UpdateMember(4), vec![1, 2, 3]),
+        ]);
+        assert_eq!(
+            m.peers_to_link([1, 2]),
+            Some(vec![(2, vec!["http://b:2380".to_string()])])
+        );
+        m.applied(ConfChange::UpdateMember(4), &[1, 2, 3]);
+        m.applied(ConfChange::UpdateMember(2), &moved);
+        assert_eq!(
+            m.peers_to_link([1, 2]),
+            Some(vec![(2, vec!["http://b2:2380".to_string()])])
+        );
+        // A member without a known address is not linked.
+        assert_eq!(m.peers_to_link([1, 2, 9]), None);
+    }
+
+    #[test]
+    fn a_waiter_is_answered_when_its_change_applies() {
+        let mut m = Members::new(1, &[record(1, "http://a:2380")], &[]);
+        let (tx, rx) = smol::channel::bounded(1);
+        m.wait(ConfChange::RemoveVoter(3), vec![], tx);
+        m.applied(ConfChange::RemoveVoter(2), &[]);
+        assert!(rx.try_recv().is_err(), "another change");
+        m.applied(ConfChange::RemoveVoter(3), &[]);
+        assert_eq!(rx.try_recv().ok(), Some(Ok(())));
+        let (tx, rx) = smol::channel::bounded(1);
+        m.wait(ConfChange::RemoveVoter(4), vec![], tx);
+        m.fail_all("stopped");
+        assert!(matches!(rx.try_recv(), Ok(Err(_))));
+    }
+}
