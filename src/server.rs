@@ -8,7 +8,7 @@ use crate::node::{self, bootstrap, NodeParts};
 use crate::storage::lmdb::LmdbStorage;
 use crate::storage::{Identity, MemberRecord};
 use crate::store::V2Store;
-use crate::transport::tcp::{PeerConfig, TcpTransport};
+use crate::transport::tcp::{LinkHealth, PeerConfig, TcpTransport};
 use crate::transport::{NoPeers, Transport};
 use crate::util::clock;
 use crate::util::notify::{self, Notifier};
@@ -199,6 +199,7 @@ fn start_transport(
     identity: Identity,
     members: &[MemberRecord],
     deliver: node::Deliver,
+    health: &mut Option<Arc<LinkHealth>>,
 ) -> Result<Box<dyn Transport>, String> {
     if members.len() < 2 {
         return Ok(Box::new(NoPeers));
@@ -218,6 +219,7 @@ fn start_transport(
         deliver,
     )
     .map_err(|e| e.to_string())?;
+    *health = Some(transport.health());
     for u in &config.listen_peer_urls {
         log::info!("serving peer traffic on {}", u.url);
     }
@@ -247,6 +249,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let hub = Arc::new(WatchHub::new(current, history));
     // etcd's request timeout: 5 s plus two election timeouts.
     let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
+    let mut peer_health = None;
     let running = node::start(
         NodeParts {
             storage: Arc::clone(&storage),
@@ -266,7 +269,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
                 client_urls: config.advertise_client_urls.clone(),
             }),
         },
-        |deliver| start_transport(&config, identity, &members, deliver),
+        |deliver| start_transport(&config, identity, &members, deliver, &mut peer_health),
     )?;
     let addrs: Vec<_> = config.listen_client_urls.iter().map(|u| u.addr).collect();
     let servers = api_server::bind(&addrs).map_err(ServerError)?;
@@ -285,6 +288,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         cors: config.cors.clone(),
         serializable_reads: config.serializable_reads,
         strict_reconfig_check: config.strict_reconfig_check,
+        peer_health,
         start_time: clock::now_unix_nanos(),
     });
     let executor = start_executor()?;

@@ -10,6 +10,7 @@ use crate::raft::ConfChange;
 use crate::storage::{format, MemberRecord};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// One member as the API shows it (spec §10.1).
 #[derive(Serialize, Debug, Clone)]
@@ -259,6 +260,43 @@ fn strict(ctx: &ApiContext) -> bool {
     ctx.strict_reconfig_check
 }
 
+/// etcd's HealthInterval: a peer counts as connected once its link has been up this long.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+// Connected from here for a while (etcd's isConnectedSince; this member always is).
+fn connected(ctx: &ApiContext, id: u64) -> bool {
+    if id == ctx.member.id {
+        return true;
+    }
+    let since = ctx.peer_health.as_ref().and_then(|h| h.up_since(id));
+    since.is_some_and(|t| t.elapsed() >= HEALTH_INTERVAL)
+}
+
+// etcd's "unhealthy cluster" checks: an add needs every member connected (otherwise the
+// new, larger quorum may already be out of reach); a removal of a member that is up must
+// leave a connected majority.
+fn healthy_for_add(ctx: &ApiContext, applied: &Applied) -> bool {
+    applied.records.iter().all(|m| connected(ctx, m.id))
+}
+
+fn healthy_for_remove(ctx: &ApiContext, applied: &Applied, id: u64) -> bool {
+    let link_up = ctx
+        .peer_health
+        .as_ref()
+        .is_some_and(|h| h.up_since(id).is_some());
+    if id != ctx.member.id && !link_up {
+        // A member that is down is not part of the active quorum.
+        return true;
+    }
+    let n = applied.records.len();
+    let active = applied
+        .records
+        .iter()
+        .filter(|m| connected(ctx, m.id))
+        .count();
+    active > (n - 1) / 2 + 1
+}
+
 async fn propose(ctx: &ApiContext, change: ConfChange, record: Option<&MemberRecord>) -> Reply {
     let context = match record.map(|r| format::encode("member record", r)) {
         Some(Ok(bytes)) => bytes,
@@ -286,17 +324,27 @@ async fn add(ctx: &ApiContext, incoming: &Incoming) -> Reply {
     // etcd's id for a member added at run time: its peer URLs and the time (spec §10.6).
     let now = crate::util::clock::now_unix_nanos() / 1_000_000_000;
     let id = crate::node::bootstrap::member_id(&peer_urls, &now.to_string());
-    if applied.get(id).is_some() || applied.removed.contains(&id) {
-        return message(409, "membership: ID exists");
-    }
-    if applied.peer_url_taken(&peer_urls, None) {
-        return message(409, "membership: peerURL exists");
-    }
     if strict(ctx) && !ready_to_add(ctx, &applied) {
         log::warn!(
             "refusing to add a member: too few members have started (--strict-reconfig-check)"
         );
         return internal_error();
+    }
+    if strict(ctx) && !healthy_for_add(ctx, &applied) {
+        log::warn!(
+            "refusing to add a member: not every member has been connected for {HEALTH_INTERVAL:?} (--strict-reconfig-check)"
+        );
+        return internal_error();
+    }
+    // etcd's order: the strict checks, then removed, taken, and the peer URLs.
+    if applied.removed.contains(&id) {
+        return message(409, "membership: ID removed");
+    }
+    if applied.get(id).is_some() {
+        return message(409, "membership: ID exists");
+    }
+    if applied.peer_url_taken(&peer_urls, None) {
+        return message(409, "membership: peerURL exists");
     }
     let record = MemberRecord {
         id,
@@ -332,6 +380,12 @@ async fn remove(ctx: &ApiContext, text: &str) -> Reply {
     if strict(ctx) && !ready_to_remove(ctx, &applied, id) {
         log::warn!(
             "refusing to remove member {id:x}: too few members would be left started (--strict-reconfig-check)"
+        );
+        return internal_error();
+    }
+    if strict(ctx) && !healthy_for_remove(ctx, &applied, id) {
+        log::warn!(
+            "refusing to remove member {id:x}: too few members would be left connected (--strict-reconfig-check)"
         );
         return internal_error();
     }

@@ -48,6 +48,8 @@ pub struct ApiContext {
     /// `--strict-reconfig-check`: membership changes that would leave too few started
     /// members are refused.
     pub strict_reconfig_check: bool,
+    /// Since when this member's links to its peers are up (none for a single member).
+    pub peer_health: Option<Arc<crate::transport::tcp::LinkHealth>>,
     /// Process start, Unix nanoseconds.
     pub start_time: u64,
 }

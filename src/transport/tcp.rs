@@ -168,9 +168,37 @@ const LINK_UP: u8 = 1;
 /// The last dial or the connection failed: messages are dropped until the next handshake.
 const LINK_DOWN: u8 = 2;
 
+/// Since when each peer's outbound connection has been up, for whoever needs to know how
+/// healthy the cluster looks from here (etcd's strict reconfiguration check).
+#[derive(Debug, Default)]
+pub struct LinkHealth {
+    up_since: Mutex<BTreeMap<NodeId, Instant>>,
+}
+
+impl LinkHealth {
+    /// When the connection to `peer` came up, if it is up.
+    pub fn up_since(&self, peer: NodeId) -> Option<Instant> {
+        self.lock().get(&peer).copied()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<NodeId, Instant>> {
+        // Plain inserts and removes: valid whatever a panicking holder did.
+        self.up_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn up(&self, peer: NodeId) {
+        self.lock().insert(peer, Instant::now());
+    }
+
+    fn down(&self, peer: NodeId) {
+        self.lock().remove(&peer);
+    }
+}
+
 /// State of the node thread's side and the peers thread's side both.
 #[derive(Default)]
 struct Shared {
+    health: Arc<LinkHealth>,
     unreachable: Mutex<BTreeSet<NodeId>>,
     // Who may connect: the peers as the node thread last set them.
     accepted: Mutex<Vec<NodeId>>,
@@ -246,7 +274,14 @@ impl TcpTransport {
     // end once their queue's sender is gone.
     fn replace_peers(&mut self, targets: Vec<(NodeId, Vec<PeerUrl>)>) {
         let wanted: BTreeMap<NodeId, Vec<PeerUrl>> = targets.into_iter().collect();
-        self.peers.retain(|id, p| wanted.get(id) == Some(&p.urls));
+        let health = &self.shared.health;
+        self.peers.retain(|id, p| {
+            let keep = wanted.get(id) == Some(&p.urls);
+            if !keep {
+                health.down(*id);
+            }
+            keep
+        });
         for (peer, urls) in wanted.iter() {
             if self.peers.contains_key(peer) {
                 continue;
@@ -295,6 +330,11 @@ impl TcpTransport {
                 let _ = thread.join();
             }
         }
+    }
+
+    /// Since when each peer's connection is up, kept current by the peers thread.
+    pub fn health(&self) -> Arc<LinkHealth> {
+        Arc::clone(&self.shared.health)
     }
 
     /// Whether the outbound connection to `peer` is up (handshake done, not lost since).

@@ -29,6 +29,7 @@ mod harness;
 mod jepsen;
 #[path = "../sim/linearizability.rs"]
 mod linearizability;
+mod membership;
 mod partition;
 mod python_etcd;
 mod quota;

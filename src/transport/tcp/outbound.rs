@@ -52,12 +52,18 @@ impl Link {
         // Messages that slipped into the queue while the link was down are stale.
         self.discard_queued();
         self.state.store(LINK_UP, Ordering::Release);
+        self.shared.health.up(self.peer);
     }
 
     /// The link is down (after a failed dial or a lost connection): drop the queue and tell
     /// the core once, unless it is already known and nothing was dropped.
     fn set_down(&self) {
         let was = self.state.swap(LINK_DOWN, Ordering::AcqRel);
+        // A retired link (its queue closed: the peer was dropped or readdressed) leaves the
+        // peer's health to its successor.
+        if !self.queue.is_closed() {
+            self.shared.health.down(self.peer);
+        }
         if self.discard_queued() > 0 || was != LINK_DOWN {
             self.shared.unreachable().insert(self.peer);
         }
