@@ -469,4 +469,80 @@ mod tests {
         assert_eq!(recovered.members[3].name, "");
         assert_eq!(recovered.raft.applied, 3);
     }
+
+    #[test]
+    fn a_snapshot_streams_the_applied_state_into_an_empty_data_dir() {
+        let mut f = Fixture::new("snapshot-from");
+        let record = |id: u64| MemberRecord {
+            id,
+            name: format!("m{id}"),
+            peer_urls: vec![format!("http://10.0.0.{id}:2380")],
+        };
+        f.storage
+            .save_identity(
+                &crate::storage::Identity {
+                    cluster_id: 7,
+                    member_id: 1,
+                },
+                &[record(1), record(2)],
+            )
+            .unwrap();
+        // Enough to need several chunks.
+        for chunk in (0..3_000u64).collect::<Vec<_>>().chunks(500) {
+            f.batch(chunk);
+        }
+        let mut stream = Vec::new();
+        let header = f.storage.write_snapshot(7, &mut stream).unwrap();
+        assert_eq!(header.index, 3_000);
+        assert_eq!(header.term, 1);
+        assert_eq!(header.members, [record(1), record(2)]);
+        assert!(stream.len() > 2 * crate::storage::lmdb::snapshot::CHUNK_BYTES);
+
+        let to = Fixture::new("snapshot-to");
+        let installed = to
+            .storage
+            .install_snapshot(9, &mut stream.as_slice())
+            .unwrap();
+        assert_eq!(installed, header);
+        let recovered = to.storage.recover().unwrap();
+        assert_eq!(
+            recovered.identity,
+            Some(crate::storage::Identity {
+                cluster_id: 7,
+                member_id: 9
+            })
+        );
+        assert_eq!(recovered.raft.applied, 3_000);
+        assert_eq!(recovered.raft.hard_state.commit, 3_000);
+        assert_eq!((recovered.last_index, recovered.last_term), (3_000, 1));
+        assert_eq!(recovered.members, [record(1), record(2)]);
+        let read = |st: &LmdbStorage, key: &str| {
+            let view = st.read().unwrap();
+            let got = f.store.get(&view, key, true, false).unwrap();
+            got.map(|e| (e.node.value, e.etcd_index))
+        };
+        for key in ["/bench/k0", "/bench/k2999", "/bench", "/nope"] {
+            assert_eq!(read(&to.storage, key), read(&f.storage, key), "{key}");
+        }
+
+        // Cut anywhere, or corrupted, the stream installs nothing.
+        let empty = Fixture::new("snapshot-cut");
+        for cut in [0, 10, stream.len() / 2, stream.len() - 1] {
+            assert!(empty
+                .storage
+                .install_snapshot(9, &mut &stream[..cut])
+                .is_err());
+        }
+        let mut bad = stream.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        assert!(empty
+            .storage
+            .install_snapshot(9, &mut bad.as_slice())
+            .is_err());
+        let recovered = empty.storage.recover().unwrap();
+        assert_eq!(recovered.identity, None);
+        assert_eq!(recovered.raft.applied, 0);
+        assert!(read(&empty.storage, "/bench/k0").is_err(), "key not found");
+    }
 }

@@ -1,4 +1,5 @@
-//! LMDB through heed: the only file that names heed types. One environment in
+//! LMDB through heed: the only module that uses heed (with `snapshot`, its state streamed
+//! out and installed). One environment in
 //! `<data-dir>/member/`: the meta records (format, identity, Raft state, the store's index)
 //! in the main database, and the databases `log` (entries with their events), `nodes` and
 //! `ttl`. The apply thread's batch is one write transaction and one commit (data pages
@@ -12,6 +13,8 @@ use crate::store::{KvRead, KvWrite, Table};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithTls};
 use std::path::{Path, PathBuf};
+
+pub mod snapshot;
 
 type Db = Database<Bytes, Bytes>;
 
