@@ -11,6 +11,7 @@
 pub mod api;
 pub mod cli;
 pub mod ctl;
+pub mod join;
 pub mod node;
 pub mod raft;
 pub mod server;

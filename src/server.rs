@@ -3,7 +3,7 @@
 //! (`util::notify`) when it serves, that it is alive, and when it stops.
 
 use crate::api::server::{self as api_server, ApiContext, MemberInfo};
-use crate::cli::config::ServerConfig;
+use crate::cli::config::{ClusterState, ServerConfig};
 use crate::node::{self, bootstrap, NodeParts};
 use crate::storage::lmdb::LmdbStorage;
 use crate::storage::{Identity, MemberRecord};
@@ -133,6 +133,11 @@ fn resolve_membership(
     let Some(found) = found else {
         return Ok((derived.0, derived.1, true));
     };
+    // A member that joined a running cluster has ids the flags do not derive (etcd
+    // ignores --initial-cluster once the data dir exists).
+    if config.initial_cluster_state == ClusterState::Existing && !recorded.is_empty() {
+        return Ok((found, recorded, false));
+    }
     let members = if recorded.is_empty() {
         vec![MemberRecord {
             id: found.member_id,
@@ -200,10 +205,10 @@ fn start_transport(
     members: &[MemberRecord],
     deliver: node::Deliver,
     health: &mut Option<Arc<LinkHealth>>,
+    storage: &Arc<LmdbStorage>,
+    unapplied_adds: &node::members::UnappliedAdds,
 ) -> Result<Box<dyn Transport>, String> {
-    if members.len() < 2 {
-        return Ok(Box::new(NoPeers));
-    }
+    let alone = members.len() < 2;
     let peers = members
         .iter()
         .filter(|m| m.id != identity.member_id)
@@ -215,10 +220,24 @@ fn start_transport(
             cluster_id: identity.cluster_id,
             listen: config.listen_peer_urls.iter().map(|u| u.addr).collect(),
             peers,
+            http: Some(crate::join::peer_http(
+                Arc::clone(storage),
+                identity.cluster_id,
+                Arc::clone(unapplied_adds),
+            )),
         },
         deliver,
-    )
-    .map_err(|e| e.to_string())?;
+    );
+    let transport = match transport {
+        Ok(t) => t,
+        // A lone member serves clients without its peer port (as before it could grow);
+        // it only cannot be joined until restarted with a free one.
+        Err(e) if alone => {
+            log::warn!("{e}: this member serves alone and cannot be joined until restarted");
+            return Ok(Box::new(NoPeers));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     *health = Some(transport.health());
     for u in &config.listen_peer_urls {
         log::info!("serving peer traffic on {}", u.url);
@@ -236,7 +255,13 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         &config.data_dir,
         config.quota_backend_bytes,
     )?);
-    let recovered = storage.recover()?;
+    let mut recovered = storage.recover()?;
+    if recovered.identity.is_none() && config.initial_cluster_state == ClusterState::Existing {
+        // An empty data dir of a member added to a running cluster: learn who it is and
+        // the state from its peers first.
+        crate::join::join_existing(&config, &storage)?;
+        recovered = storage.recover()?;
+    }
     let (identity, members, fresh) =
         resolve_membership(&config, recovered.identity, recovered.members, derived)?;
     if fresh {
@@ -250,6 +275,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     // etcd's request timeout: 5 s plus two election timeouts.
     let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
     let mut peer_health = None;
+    let unapplied_adds = node::members::UnappliedAdds::default();
     let running = node::start(
         NodeParts {
             storage: Arc::clone(&storage),
@@ -263,13 +289,24 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             election_timeout: Duration::from_millis(config.election_timeout_ms),
             early_answers: !config.serializable_reads,
             readdress: moved_record(&config, identity.member_id, &members),
-            publish: (members.len() > 1).then(|| crate::store::Command::Publish {
+            publish: Some(crate::store::Command::Publish {
                 member: identity.member_id,
                 name: config.name.clone(),
                 client_urls: config.advertise_client_urls.clone(),
             }),
+            unapplied_adds: Arc::clone(&unapplied_adds),
         },
-        |deliver| start_transport(&config, identity, &members, deliver, &mut peer_health),
+        |deliver| {
+            start_transport(
+                &config,
+                identity,
+                &members,
+                deliver,
+                &mut peer_health,
+                &storage,
+                &unapplied_adds,
+            )
+        },
     )?;
     let addrs: Vec<_> = config.listen_client_urls.iter().map(|u| u.addr).collect();
     let servers = api_server::bind(&addrs).map_err(ServerError)?;

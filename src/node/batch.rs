@@ -499,9 +499,13 @@ mod tests {
         assert!(stream.len() > 2 * crate::storage::lmdb::snapshot::CHUNK_BYTES);
 
         let to = Fixture::new("snapshot-to");
+        let nine = crate::storage::Identity {
+            cluster_id: 7,
+            member_id: 9,
+        };
         let installed = to
             .storage
-            .install_snapshot(9, &mut stream.as_slice())
+            .install_snapshot(nine, &mut stream.as_slice())
             .unwrap();
         assert_eq!(installed, header);
         let recovered = to.storage.recover().unwrap();
@@ -530,15 +534,23 @@ mod tests {
         for cut in [0, 10, stream.len() / 2, stream.len() - 1] {
             assert!(empty
                 .storage
-                .install_snapshot(9, &mut &stream[..cut])
+                .install_snapshot(nine, &mut &stream[..cut])
                 .is_err());
         }
+        let other = crate::storage::Identity {
+            cluster_id: 8,
+            member_id: 9,
+        };
+        assert!(empty
+            .storage
+            .install_snapshot(other, &mut stream.as_slice())
+            .is_err());
         let mut bad = stream.clone();
         let mid = bad.len() / 2;
         bad[mid] ^= 0x40;
         assert!(empty
             .storage
-            .install_snapshot(9, &mut bad.as_slice())
+            .install_snapshot(nine, &mut bad.as_slice())
             .is_err());
         let recovered = empty.storage.recover().unwrap();
         assert_eq!(recovered.identity, None);

@@ -13,6 +13,7 @@ use crate::raft::{ConfChange, Entry, NodeId, ProposeError, Raft};
 use crate::storage::{format, MemberRecord};
 use crate::store::V2Error;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A client's change, until it applies.
@@ -35,7 +36,17 @@ pub(super) struct Members {
     /// What the transport was last given.
     linked: Vec<(NodeId, Vec<String>)>,
     waiters: Vec<Waiter>,
+    /// A sole voter's add of a second member, by log index: answered once durable here
+    /// (see [`Members::appended_alone`]).
+    alone_adds: Vec<(u64, ConfChange, Vec<u8>)>,
+    /// Members added by appended entries not applied yet, for the peer port's member list.
+    unapplied: UnappliedAdds,
 }
+
+/// Members whose add is appended here and not applied yet. A member added to a cluster
+/// that cannot commit without it (a single member's first peer) must still find itself
+/// when it joins: the peer port lists these beside the applied members.
+pub type UnappliedAdds = Arc<Mutex<Vec<MemberRecord>>>;
 
 /// The member record a membership entry's context carries (an add's or an update's).
 pub fn record_of(change: ConfChange, context: &[u8]) -> Option<MemberRecord> {
@@ -54,7 +65,12 @@ pub fn record_of(change: ConfChange, context: &[u8]) -> Option<MemberRecord> {
 impl Members {
     /// The book of `records` (this member's view as of its applied index) and of the
     /// membership entries of `log` after it.
-    pub(super) fn new(me: NodeId, records: &[MemberRecord], log: &[Entry]) -> Members {
+    pub(super) fn new(
+        me: NodeId,
+        records: &[MemberRecord],
+        log: &[Entry],
+        unapplied: UnappliedAdds,
+    ) -> Members {
         let mut m = Members {
             me,
             book: records
@@ -63,6 +79,8 @@ impl Members {
                 .collect(),
             linked: Vec::new(),
             waiters: Vec::new(),
+            alone_adds: Vec::new(),
+            unapplied,
         };
         m.appended(log);
         m
@@ -75,6 +93,12 @@ impl Members {
         for e in entries {
             if let Some((change @ ConfChange::AddVoter(_), context)) = e.payload.membership() {
                 self.learn(change, context);
+                if let (Some(record), Ok(mut list)) =
+                    (record_of(change, context), self.unapplied.lock())
+                {
+                    list.retain(|r| r.id != record.id);
+                    list.push(record);
+                }
             }
         }
     }
@@ -132,6 +156,16 @@ impl Members {
             {
                 self.book.insert(record.id, record.peer_urls);
             }
+            // A new leader may hold the change already (the old one appended it): it
+            // applies from there, and asked again it would be refused as done.
+            let in_log = raft.log_entries().iter().any(|e| {
+                e.index > raft.applied_index()
+                    && e.payload.membership() == Some((w.change, w.context.as_slice()))
+            });
+            if in_log {
+                w.asked = Some(now);
+                continue;
+            }
             match raft.request_conf_change(w.change, w.context.clone()) {
                 Ok(()) => w.asked = Some(now),
                 Err(ProposeError::MembershipChangePending | ProposeError::TransferInProgress) => {}
@@ -148,6 +182,29 @@ impl Members {
         }
     }
 
+    /// The only voter appended the add of a second one at `index`. The add cannot commit
+    /// before the new member runs, and it cannot start before it is added (etcd answers
+    /// once the add applies, which in etcd's Raft needs only the old voter). Durable on
+    /// the old voter it can never be lost: no other member can lead without its vote or
+    /// its log. So the client is answered then, as etcd answers.
+    pub(super) fn appended_alone(&mut self, index: u64, change: ConfChange, context: &[u8]) {
+        self.alone_adds.push((index, change, context.to_vec()));
+    }
+
+    /// The log is durable through `index`: a sole voter's add it holds is answered.
+    pub(super) fn durable(&mut self, index: u64) {
+        if self.alone_adds.is_empty() {
+            return;
+        }
+        let (done, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.alone_adds)
+            .into_iter()
+            .partition(|(i, _, _)| *i <= index);
+        self.alone_adds = later;
+        for (_, change, context) in done {
+            self.answer(change, &context);
+        }
+    }
+
     /// A new leader: what the old one may have lost is asked again.
     pub(super) fn leader_changed(&mut self) {
         for w in &mut self.waiters {
@@ -158,6 +215,13 @@ impl Members {
     /// A change applied: its waiters are answered.
     pub(super) fn applied(&mut self, change: ConfChange, context: &[u8]) {
         self.learn(change, context);
+        if let (ConfChange::AddVoter(id), Ok(mut list)) = (change, self.unapplied.lock()) {
+            list.retain(|r| r.id != id);
+        }
+        self.answer(change, context);
+    }
+
+    fn answer(&mut self, change: ConfChange, context: &[u8]) {
         self.waiters.retain(|w| {
             let done = w.change == change && w.context == context;
             if done {
@@ -208,11 +272,18 @@ mod tests {
     #[test]
     fn peers_follow_the_records_and_the_appended_changes() {
         let four = format::encode("member record", &record(4, "http://d:2380")).unwrap();
-        let log = [entry(5, ConfChange::AddVoter(4), four)];
+        let log = [entry(5, ConfChange::AddVoter(4), four.clone())];
+        let unapplied = UnappliedAdds::default();
         let mut m = Members::new(
             1,
             &[record(1, "http://a:2380"), record(2, "http://b:2380")],
             &log,
+            Arc::clone(&unapplied),
+        );
+        // Listed for the peer port (a joiner finds itself) until the add applies.
+        assert_eq!(
+            unapplied.lock().unwrap().clone(),
+            vec![record(4, "http://d:2380")]
         );
         assert_eq!(
             m.peers_to_link([1, 2, 4]),
@@ -240,11 +311,39 @@ mod tests {
         );
         // A member without a known address is not linked.
         assert_eq!(m.peers_to_link([1, 2, 9]), None);
+        m.applied(ConfChange::AddVoter(4), &four);
+        assert!(unapplied.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_sole_voters_add_is_answered_once_durable() {
+        let two = format::encode("member record", &record(2, "http://b:2380")).unwrap();
+        let mut m = Members::new(
+            1,
+            &[record(1, "http://a:2380")],
+            &[],
+            UnappliedAdds::default(),
+        );
+        let (reply, outcome) = smol::channel::bounded(1);
+        m.wait(ConfChange::AddVoter(2), two.clone(), reply);
+        m.appended_alone(7, ConfChange::AddVoter(2), &two);
+        m.durable(6);
+        assert!(outcome.try_recv().is_err(), "not durable yet");
+        m.durable(7);
+        assert!(matches!(outcome.try_recv(), Ok(Ok(()))));
+        // Applied later: nobody left to answer, nothing answered twice.
+        m.applied(ConfChange::AddVoter(2), &two);
+        assert!(outcome.try_recv().is_err());
     }
 
     #[test]
     fn a_waiter_is_answered_when_its_change_applies() {
-        let mut m = Members::new(1, &[record(1, "http://a:2380")], &[]);
+        let mut m = Members::new(
+            1,
+            &[record(1, "http://a:2380")],
+            &[],
+            UnappliedAdds::default(),
+        );
         let (tx, rx) = smol::channel::bounded(1);
         m.wait(ConfChange::RemoveVoter(3), vec![], tx);
         m.applied(ConfChange::RemoveVoter(2), &[]);

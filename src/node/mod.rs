@@ -9,7 +9,7 @@ pub mod batch;
 pub mod bootstrap;
 mod disk;
 mod handle;
-mod members;
+pub mod members;
 
 pub use handle::{FollowerStats, NodeHandle, Status, NO_SPACE_CAUSE, STOPPED_CAUSE, TIMEOUT_CAUSE};
 
@@ -99,9 +99,11 @@ pub struct NodeParts {
     /// before its fsync (a cluster without `--serializable-reads`: reads that could miss a
     /// write answered early all wait for the applied index, which moves only once durable).
     pub early_answers: bool,
-    /// What this member publishes about itself once a leader is known (a cluster member's
-    /// `Command::Publish`; a single member publishes nothing: it knows itself).
+    /// What this member publishes about itself once a leader is known (`Command::Publish`;
+    /// not while it is the only voter: it knows itself).
     pub publish: Option<Command>,
+    /// Members added by appended entries and not applied yet (the peer port lists them).
+    pub unapplied_adds: members::UnappliedAdds,
     /// This member's record with the peer URLs it now advertises, when they differ from
     /// the cluster's record of it (it was moved to a new address): proposed as an update
     /// once a leader is known.
@@ -155,7 +157,12 @@ pub fn start(
         ..Config::default()
     };
     let mut raft = Raft::new(parts.member_id, voters, initial, &config);
-    let mut members = members::Members::new(parts.member_id, &parts.members, raft.log_entries());
+    let mut members = members::Members::new(
+        parts.member_id,
+        &parts.members,
+        raft.log_entries(),
+        Arc::clone(&parts.unapplied_adds),
+    );
     let readdress = match &parts.readdress {
         Some(record) => {
             let context = crate::storage::format::encode("member record", record)?;
@@ -248,7 +255,6 @@ pub fn start(
         wal_hard_state: log.raft.hard_state,
         latest_hard_state: log.raft.hard_state,
         applies_outstanding: std::collections::VecDeque::new(),
-        single: !multi,
         pending: BTreeMap::new(),
         forwarded: HashMap::new(),
         known_leader: None,
@@ -264,9 +270,8 @@ pub fn start(
         sync_proposed: None,
         sync_not_before: 0,
         transport,
-        tick: multi.then_some(tick),
+        tick,
         next_tick: Instant::now() + tick,
-        retain,
         stopping: None,
         publish: match &parts.publish {
             Some(cmd) => Some(batch::encode_command(cmd)?),
@@ -390,8 +395,6 @@ struct Node {
     latest_hard_state: crate::raft::HardState,
     /// The last index of each batch of committed entries handed out and not yet applied.
     applies_outstanding: std::collections::VecDeque<u64>,
-    /// The member is the whole cluster.
-    single: bool,
     /// This member's proposals as leader, waiting for their log index (and term) to apply.
     pending: BTreeMap<u64, (u64, ProposeReply)>,
     /// Commands forwarded to the leader, by request id, waiting to come back applied (with
@@ -415,11 +418,9 @@ struct Node {
     /// No expiry proposal before this time (backoff after the disk was full).
     sync_not_before: u64,
     transport: Box<dyn Transport>,
-    /// The tick of a cluster member; a single member never ticks.
-    tick: Option<Duration>,
+    /// The tick of a cluster member (see [`Node::single`]: a single member never ticks).
+    tick: Duration,
     next_tick: Instant,
-    /// Applied entries kept in memory for followers.
-    retain: u64,
     /// A graceful stop is under way: leadership is being handed over until this deadline.
     stopping: Option<Instant>,
     /// The encoded `Publish` still to be applied.
@@ -541,9 +542,7 @@ impl Node {
     // cluster member wakes every tick.
     fn wait_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
-        let tick = self
-            .tick
-            .map(|_| self.next_tick.saturating_duration_since(now));
+        let tick = (!self.single()).then(|| self.next_tick.saturating_duration_since(now));
         let expiry = self.expiry_wait();
         match (tick, expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -560,10 +559,18 @@ impl Node {
         Some(Duration::from_nanos(at.saturating_sub(now)) + Duration::from_millis(1))
     }
 
+    // The only voter, this member: it elects itself, needs no timers and keeps no log for
+    // followers. A member added to it (or joined to a cluster it is not a voter of yet) is
+    // not single: the cluster's shape is the log's, not the command line's.
+    fn single(&self) -> bool {
+        self.raft.voters() == [self.raft.id()]
+    }
+
     fn maybe_tick(&mut self) {
-        let Some(tick) = self.tick else {
+        if self.single() {
             return;
-        };
+        }
+        let tick = self.tick;
         let now = Instant::now();
         if now < self.next_tick {
             return;
@@ -831,6 +838,10 @@ impl Node {
     }
 
     fn maybe_publish(&mut self) {
+        // A single member knows itself; once another is added it publishes like any.
+        if self.single() {
+            return;
+        }
         let Some(encoded) = &self.publish else {
             return;
         };
@@ -886,7 +897,7 @@ impl Node {
             // A single member's clients wait for the apply anyway: while one batch applies
             // and the next is in the WAL, let the one after grow instead of syncing small
             // ones (measured: small WAL batches took the disk's syncs from LMDB's commits).
-            if self.single && self.applies_outstanding.len() >= 2 {
+            if self.single() && self.applies_outstanding.len() >= 2 {
                 return;
             }
             let Some(mut ready) = self.raft.ready() else {
@@ -899,6 +910,7 @@ impl Node {
                 .any(|e| e.payload.membership().is_some())
             {
                 self.members.appended(&ready.entries);
+                self.note_adds_alone(&ready.entries);
                 self.link_peers();
             }
             // Messages go before the disk work: a leader replicates while its own fsync
@@ -1015,6 +1027,29 @@ impl Node {
         }
     }
 
+    // A leader that was the only voter and appended the add of a second (see
+    // `Members::appended_alone`).
+    fn note_adds_alone(&mut self, entries: &[crate::raft::Entry]) {
+        if self.raft.role() != Role::Leader {
+            return;
+        }
+        let me = self.raft.id();
+        for e in entries {
+            if let Some((change @ ConfChange::AddVoter(added), context)) = e.payload.membership() {
+                let before: Vec<NodeId> = self
+                    .raft
+                    .voters()
+                    .iter()
+                    .copied()
+                    .filter(|v| *v != added)
+                    .collect();
+                if before == [me] {
+                    self.members.appended_alone(e.index, change, context);
+                }
+            }
+        }
+    }
+
     fn on_durable(&mut self, outcome: Result<u64, StorageError>) -> Result<(), StorageError> {
         self.batch_busy = false;
         let durable_index = match outcome {
@@ -1031,6 +1066,7 @@ impl Node {
             durable_index,
             applied_index: self.raft.applied_index(),
         });
+        self.members.durable(durable_index);
         Ok(())
     }
 
@@ -1163,16 +1199,16 @@ impl Node {
     // member keeps a tail (bounded in entries and bytes) for followers that lag.
     fn compact_memory(&mut self) {
         let applied = self.raft.applied_index();
-        if self.retain == 0 {
+        if self.single() {
             self.raft.compact(applied);
             return;
         }
         let first = self.raft.first_index();
         // Compact in steps, not every batch: the byte count walks the retained entries.
-        if applied < first.saturating_add(self.retain + self.retain / 10) {
+        if applied < first.saturating_add(MEMORY_RETAIN + MEMORY_RETAIN / 10) {
             return;
         }
-        let mut cut = applied.saturating_sub(self.retain);
+        let mut cut = applied.saturating_sub(MEMORY_RETAIN);
         let mut bytes = 0usize;
         for e in self.raft.log_entries().iter().rev() {
             if e.index > applied {

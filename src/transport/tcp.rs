@@ -62,6 +62,21 @@ const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// other peer connection makes progress.
 pub type Deliver = Box<dyn Fn(Message) + Send + Sync>;
 
+/// What answers an HTTP request on the peer port: given the request target and the
+/// connection (blocking mode, head read), it must return at once (a thread of its own for
+/// anything slow): it runs on the peers thread.
+#[derive(Clone)]
+pub struct PeerHttp(pub Arc<PeerHttpFn>);
+
+/// The function inside a [`PeerHttp`].
+pub type PeerHttpFn = dyn Fn(&str, std::net::TcpStream) + Send + Sync;
+
+impl fmt::Debug for PeerHttp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PeerHttp")
+    }
+}
+
 /// Everything the transport needs.
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
@@ -75,6 +90,8 @@ pub struct PeerConfig {
     /// Every other member with its peer URLs (`http://host:port`, as given in
     /// `--initial-cluster`; the host may be a name, an IPv4 or a bracketed IPv6 address).
     pub peers: Vec<(NodeId, Vec<String>)>,
+    /// Who answers HTTP requests on the peer port (none: they are refused as bad frames).
+    pub http: Option<PeerHttp>,
 }
 
 /// Why the transport could not start.
@@ -248,6 +265,7 @@ impl TcpTransport {
             me: config.member_id,
             cluster_id: config.cluster_id,
             deliver,
+            http: config.http.clone(),
             shared: Arc::clone(&shared),
         };
         let (stop, stopped) = channel::bounded(1);
@@ -406,6 +424,7 @@ impl Transport for TcpTransport {
             cluster_id: self.cluster_id,
             listen: Vec::new(),
             peers: peers.to_vec(),
+            http: None,
         };
         let targets = check_members(&config).map_err(|e| e.to_string())?;
         self.replace_peers(targets);

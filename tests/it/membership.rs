@@ -252,6 +252,7 @@ fn a_member_at_a_new_peer_url_is_reachable_again() {
     let mut c = Cluster::start(kind, 3, &[]);
     let leader = c.wait_leader(Duration::from_secs(10));
     write(&c.members[leader], "k1", "v1");
+    wait_started(&c.members[leader], 3);
     let port = |c: &Cluster| -> String {
         c.members
             .iter()
@@ -302,6 +303,148 @@ fn a_member_at_a_new_peer_url_is_reachable_again() {
             listed.contains(&c.members[i].peer_url()),
             "{}: {listed}",
             c.members[i].name
+        );
+    }
+}
+
+/// Writes `w/<n>` for n = 0, 1, ... to the members whose client ports are in `ports`, in
+/// turn, until `stop`; returns the keys whose write was acknowledged.
+fn write_throughout(
+    ports: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<u64>> {
+    std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let live = ports.lock().unwrap().clone();
+            let port = live[(n as usize) % live.len()];
+            let body = http::form(&[("value", &n.to_string())]);
+            let r = http::try_request_at(
+                http::LOOPBACK,
+                port,
+                "PUT",
+                &format!("/v2/keys/w/{n}"),
+                &[("Content-Type", http::FORM)],
+                body.as_bytes(),
+                Duration::from_secs(10),
+            );
+            if matches!(&r, Ok(r) if r.status == 200 || r.status == 201) {
+                acked.push(n);
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        acked
+    })
+}
+
+/// The values under `w/` as `m` serves them (a linearizable read).
+fn written(m: &support::Server) -> std::collections::BTreeSet<u64> {
+    let r = m.get("/v2/keys/w?recursive=true&quorum=true");
+    r.json()["node"]["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|n| n["value"].as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The tutorials' way to grow a cluster, one board at a time, from one: `member add`, then
+/// start the board with `--initial-cluster-state existing` and the cluster etcdctl prints.
+/// Then it shrinks to three, the leader among the two removed. Writes go on throughout; at
+/// the end every acknowledged one is on every remaining member.
+#[test]
+fn a_cluster_grows_from_one_to_five_and_shrinks_to_three_while_writing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let kind = support::target();
+    let mut members = vec![support::Server::prepare(
+        kind,
+        "m0",
+        support::free_ports(),
+        &[],
+    )];
+    members[0].spawn_now();
+    members[0].wait_ready();
+    let ports = Arc::new(Mutex::new(vec![members[0].client_port]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = write_throughout(Arc::clone(&ports), Arc::clone(&stop));
+    let mut cluster = format!("m0={}", members[0].peer_url());
+    for i in 1..5 {
+        let first = &members[0];
+        wait_started(first, i);
+        if i > 1 {
+            settle();
+        }
+        let mut joiner = support::Server::prepare(
+            kind,
+            &format!("m{i}"),
+            support::free_ports(),
+            &["--initial-cluster-state", "existing"],
+        );
+        let r = add(first, &joiner.peer_url());
+        assert_eq!(r.status, 201, "add m{i}: {}", r.dump());
+        cluster = format!("{cluster},m{i}={}", joiner.peer_url());
+        joiner.initial_cluster = Some(cluster.clone());
+        joiner.spawn_now();
+        joiner.wait_ready();
+        ports.lock().unwrap().push(joiner.client_port);
+        write(&joiner, &format!("joined/m{i}"), "yes");
+        members.push(joiner);
+    }
+    wait_started(&members[0], 5);
+    for m in &members {
+        assert_eq!(member_ids(m).len(), 5, "{}", m.name);
+        assert_has(m, "joined/m1", "yes");
+    }
+
+    // Shrink: the leader first (it hands over and ends), then a follower.
+    let leader = (0..5)
+        .find(|&i| {
+            let s = members[i].get("/v2/stats/self").json();
+            s["state"] == "StateLeader"
+        })
+        .unwrap_or_else(|| members[0].fail("no leader"));
+    let follower = (leader + 1) % 5;
+    for gone in [leader, follower] {
+        settle();
+        let asker = (0..5).find(|i| *i != leader && *i != follower).unwrap_or(0);
+        let id = id_of(&members[asker], &members[gone].name);
+        ports
+            .lock()
+            .unwrap()
+            .retain(|p| *p != members[gone].client_port);
+        let r = request(&members[asker], "DELETE", &format!("/v2/members/{id}"), "");
+        assert_eq!(r.status, 204, "remove {}: {}", members[gone].name, r.dump());
+        if kind == support::Kind::Pikv {
+            let exit = members[gone].wait_exit(Duration::from_secs(10));
+            assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+        }
+        members[gone].kill9();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let acked = writer.join().unwrap_or_default();
+    assert!(
+        acked.len() > 50,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
+    for (i, m) in members.iter().enumerate() {
+        if i == leader || i == follower {
+            continue;
+        }
+        assert_eq!(member_ids(m).len(), 3, "{}", m.name);
+        let have = written(m);
+        let missing: Vec<_> = acked.iter().filter(|n| !have.contains(n)).collect();
+        assert!(
+            missing.is_empty(),
+            "{} lacks acknowledged writes {missing:?}",
+            m.name
         );
     }
 }

@@ -201,12 +201,13 @@ impl LmdbStorage {
         Ok(header)
     }
 
-    /// Installs the state `input` streams into this (empty) data dir as member `member_id`
-    /// of its cluster: one write transaction, committed and synced only once the whole
-    /// stream arrived intact. Returns the header.
+    /// Installs the state `input` streams into this (empty) data dir as `identity`: one
+    /// write transaction, committed and synced only once the whole stream arrived intact
+    /// (a stream of another cluster is refused before anything is written). Returns the
+    /// header.
     pub fn install_snapshot(
         &self,
-        member_id: u64,
+        identity: Identity,
         input: &mut impl Read,
     ) -> Result<SnapshotHeader, StorageError> {
         let mut buf = Vec::new();
@@ -220,6 +221,15 @@ impl LmdbStorage {
             }
             _ => return Err(stream_err("receive a snapshot", "no header")),
         };
+        if header.cluster_id != identity.cluster_id {
+            return Err(stream_err(
+                "receive a snapshot",
+                format!(
+                    "it is of cluster {:x}, not {:x}",
+                    header.cluster_id, identity.cluster_id
+                ),
+            ));
+        }
         let mut wtxn = self
             .env
             .write_txn()
@@ -267,10 +277,6 @@ impl LmdbStorage {
                 commit: header.index,
             },
             applied: header.index,
-        };
-        let identity = Identity {
-            cluster_id: header.cluster_id,
-            member_id,
         };
         let meta = [
             (

@@ -25,6 +25,7 @@ pub(super) struct InboundConfig {
     pub(super) me: NodeId,
     pub(super) cluster_id: u64,
     pub(super) deliver: Deliver,
+    pub(super) http: Option<super::PeerHttp>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -115,8 +116,29 @@ impl Drop for PendingSlot<'_> {
     }
 }
 
+/// The longest HTTP request head the peer port reads.
+const HTTP_HEAD_BYTES_MAX: usize = 4096;
+
 async fn serve_inbound(inbound: Rc<Inbound>, stream: Async<TcpStream>, remote: SocketAddr) {
     let slot = PendingSlot(&inbound.pending);
+    // etcd's peer port also speaks HTTP (`GET /members`, snapshots): a joining member asks
+    // there who it is. A frame never starts with a method name.
+    if let Some(http) = &inbound.config.http {
+        let mut first = [0u8; 4];
+        let peeked = within(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+        if matches!(peeked, Some(Ok(4))) && &first == b"GET " {
+            match within(HANDSHAKE_TIMEOUT, read_http_head(&stream)).await {
+                Some(Ok(target)) => match stream.into_inner() {
+                    Ok(std_stream) => (http.0)(&target, std_stream),
+                    Err(e) => log::debug!("peer HTTP request from {remote}: {e}"),
+                },
+                Some(Err(e)) => log::debug!("bad peer HTTP request from {remote}: {e}"),
+                None => log::debug!("peer HTTP request from {remote} timed out"),
+            }
+            drop(slot);
+            return;
+        }
+    }
     let handshake = within(
         HANDSHAKE_TIMEOUT,
         accept_handshake(&inbound, &stream, remote),
@@ -148,6 +170,31 @@ async fn serve_inbound(inbound: Rc<Inbound>, stream: Async<TcpStream>, remote: S
     let mut current = inbound.current.borrow_mut();
     if current.get(&from).is_some_and(|s| s.same_channel(&keep)) {
         current.remove(&from);
+    }
+}
+
+/// Reads a request head byte by byte up to its blank line (nothing of a body is taken from
+/// the socket) and returns the request target.
+async fn read_http_head(stream: &Async<TcpStream>) -> io::Result<String> {
+    use smol::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut reader = stream;
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= HTTP_HEAD_BYTES_MAX {
+            return Err(io::Error::other("request head too long"));
+        }
+        if reader.read(&mut byte).await? == 0 {
+            return Err(io::Error::other("closed inside the request head"));
+        }
+        head.push(byte[0]);
+    }
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let text = String::from_utf8_lossy(line);
+    let mut parts = text.split(' ');
+    match (parts.next(), parts.next()) {
+        (Some("GET"), Some(target)) => Ok(target.to_string()),
+        _ => Err(io::Error::other("not a GET request")),
     }
 }
 

@@ -46,6 +46,7 @@ impl Member {
             cluster_id,
             listen: vec![listen],
             peers: peers.iter().map(|(id, u)| (*id, vec![u.clone()])).collect(),
+            http: None,
         };
         let t = TcpTransport::start(
             config,
@@ -421,6 +422,7 @@ fn a_port_in_use_fails_start_naming_it() {
         cluster_id: CLUSTER,
         listen: vec![addr],
         peers: vec![],
+        http: None,
     };
     let err = TcpTransport::start(config, Box::new(|_| {})).unwrap_err();
     assert_eq!(
@@ -437,6 +439,7 @@ fn bad_member_lists_fail_start() {
             cluster_id: CLUSTER,
             listen: vec![],
             peers,
+            http: None,
         };
         TcpTransport::start(config, Box::new(|_| {})).map(|_| ())
     };
@@ -517,4 +520,48 @@ fn repeated_failures_are_logged_once_a_minute_or_on_change() {
     assert!(t.should_log_at("refused", t0 + Duration::from_secs(60)));
     assert!(!t.should_log_at("refused", t0 + Duration::from_secs(119)));
     assert!(t.should_log_at("refused", t0 + Duration::from_secs(120)));
+}
+
+#[test]
+fn http_requests_on_the_peer_port_go_to_the_handler_and_frames_still_work() {
+    let (tx, inbox) = mpsc::channel();
+    let http = super::PeerHttp(std::sync::Arc::new(|target: &str, mut s: TcpStream| {
+        let body = format!("target {target}");
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }));
+    let config = PeerConfig {
+        member_id: B,
+        cluster_id: CLUSTER,
+        listen: vec![loopback()],
+        peers: vec![(A, vec![url(closed_port())])],
+        http: Some(http),
+    };
+    let t = TcpTransport::start(
+        config,
+        Box::new(move |m| {
+            let _ = tx.send(m);
+        }),
+    )
+    .unwrap();
+    let addr = t.local_addrs()[0];
+    let mut s = raw(addr);
+    s.write_all(b"GET /members HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.ends_with("target /members"), "{reply}");
+    // An endless request head is cut off, not buffered.
+    let mut s = raw(addr);
+    let _ = s.write_all(b"GET /");
+    let _ = s.write_all(&[b'a'; 8192]);
+    assert_closed(s, "endless head");
+    // The port still speaks frames.
+    let mut s = raw_peer(addr, A, B);
+    s.write_all(&messages_frame(&[heartbeat(A, B, 1)])).unwrap();
+    let got = inbox.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(got.from, A);
 }
