@@ -13,6 +13,7 @@ pub mod cli;
 pub mod ctl;
 pub mod join;
 pub mod node;
+pub mod peer_http;
 pub mod raft;
 pub mod server;
 pub mod storage;

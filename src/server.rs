@@ -205,8 +205,7 @@ fn start_transport(
     members: &[MemberRecord],
     deliver: node::Deliver,
     health: &mut Option<Arc<LinkHealth>>,
-    storage: &Arc<LmdbStorage>,
-    unapplied_adds: &node::members::UnappliedAdds,
+    http: crate::peer_http::PeerHttpContext,
 ) -> Result<Box<dyn Transport>, String> {
     let alone = members.len() < 2;
     let peers = members
@@ -220,11 +219,7 @@ fn start_transport(
             cluster_id: identity.cluster_id,
             listen: config.listen_peer_urls.iter().map(|u| u.addr).collect(),
             peers,
-            http: Some(crate::join::peer_http(
-                Arc::clone(storage),
-                identity.cluster_id,
-                Arc::clone(unapplied_adds),
-            )),
+            http: Some(crate::peer_http::peer_http(http)),
         },
         deliver,
     );
@@ -255,6 +250,13 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         &config.data_dir,
         config.quota_backend_bytes,
     )?);
+    // A snapshot that was being received when the process ended is worth nothing now.
+    let spool = storage.path().join(crate::peer_http::INCOMING_SNAPSHOT);
+    if let Err(e) = std::fs::remove_file(&spool) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(ServerError(format!("remove {}: {e}", spool.display())));
+        }
+    }
     let mut recovered = storage.recover()?;
     if recovered.identity.is_none() && config.initial_cluster_state == ClusterState::Existing {
         // An empty data dir of a member added to a running cluster: learn who it is and
@@ -276,12 +278,20 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
     let mut peer_health = None;
     let unapplied_adds = node::members::UnappliedAdds::default();
+    let node_slot = Arc::new(std::sync::OnceLock::new());
+    let http = crate::peer_http::PeerHttpContext {
+        storage: Arc::clone(&storage),
+        cluster_id: identity.cluster_id,
+        unapplied: Arc::clone(&unapplied_adds),
+        node: Arc::clone(&node_slot),
+    };
     let running = node::start(
         NodeParts {
             storage: Arc::clone(&storage),
             store: Arc::clone(&store),
             hub: Arc::clone(&hub),
             member_id: identity.member_id,
+            cluster_id: identity.cluster_id,
             request_timeout,
             snapshot_count: config.snapshot_count,
             members: members.clone(),
@@ -296,18 +306,9 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             }),
             unapplied_adds: Arc::clone(&unapplied_adds),
         },
-        |deliver| {
-            start_transport(
-                &config,
-                identity,
-                &members,
-                deliver,
-                &mut peer_health,
-                &storage,
-                &unapplied_adds,
-            )
-        },
+        |deliver| start_transport(&config, identity, &members, deliver, &mut peer_health, http),
     )?;
+    let _ = node_slot.set(running.handle.clone());
     let addrs: Vec<_> = config.listen_client_urls.iter().map(|u| u.addr).collect();
     let servers = api_server::bind(&addrs).map_err(ServerError)?;
     let ctx = Arc::new(ApiContext {

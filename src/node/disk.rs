@@ -34,6 +34,26 @@ pub struct WalJob {
     pub entries: Vec<Entry>,
     /// Entries to apply once the append is durable.
     pub committed: Vec<Entry>,
+    /// A snapshot was installed since the last job: the WAL starts afresh first.
+    pub restored: Option<Restart>,
+}
+
+/// The log after a snapshot install, for the WAL to start from.
+pub struct Restart {
+    /// The hard state (the commit index at least the snapshot's).
+    pub hard_state: HardState,
+    /// The durable entries the core kept after the snapshot's index.
+    pub kept: Vec<Entry>,
+    /// The index the log is durable through then.
+    pub durable: u64,
+}
+
+/// A received snapshot for the apply thread to install.
+pub struct InstallJob {
+    /// The spooled stream.
+    pub path: std::path::PathBuf,
+    /// This member (the stream must be of its cluster).
+    pub identity: crate::storage::Identity,
 }
 
 /// Committed entries for the apply thread: from the WAL thread once its write made them
@@ -52,6 +72,9 @@ pub enum ApplyInput {
     /// A reader waits until this index is applied (visible in LMDB): commit without
     /// waiting for more entries.
     Flush(u64),
+    /// Replace the applied state with a snapshot (the node sends it only while nothing
+    /// else is with this thread, and sends nothing else until it is told the outcome).
+    Install(InstallJob),
 }
 
 /// The durable Raft log at start: LMDB's applied state with the WAL's hard state and the
@@ -90,11 +113,36 @@ pub fn open_log(
     let (mut wal, replay) = Wal::open(&wal_dir)?;
     let applied = recovered.raft.applied;
     let mut hard_state = replay.hard_state.unwrap_or(recovered.raft.hard_state);
+    // After a snapshot was installed, the WAL may still hold the tail of a log that
+    // diverged from the leader's before the snapshot's index (the first append after the
+    // install overwrites it; a crash may come first). Such a tail does not continue the
+    // applied entry: its entry at the applied index has another term.
+    let at_applied = replay
+        .entries
+        .iter()
+        .find(|e| e.index == applied)
+        .map(|e| e.term);
+    let diverged = match at_applied {
+        Some(term) if applied > 0 => storage
+            .entries(applied, applied)?
+            .first()
+            .is_some_and(|e| e.term != term),
+        _ => false,
+    };
+    // Or it ends before the applied index (a snapshot installed, then a crash before the
+    // WAL restarted): what comes next would leave a gap in it.
+    let leapt = replay.entries.last().is_some_and(|e| e.index < applied);
     let mut tail: Vec<Entry> = replay
         .entries
         .into_iter()
-        .filter(|e| e.index > applied)
+        .filter(|e| e.index > applied && !diverged)
         .collect();
+    if diverged || leapt {
+        log::info!(
+            "the write-ahead log holds a log a snapshot at entry {applied} replaced: it starts afresh"
+        );
+        wal.restart(hard_state, &[])?;
+    }
     if old_format {
         // Move format 2's unapplied tail (durable, possibly acknowledged) into the WAL
         // first, then drop it from LMDB and mark the data dir format 3.
@@ -208,6 +256,14 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), Stor
 impl WalThread {
     fn run(mut self, jobs: Receiver<WalJob>, apply: Sender<ApplyInput>, node: Sender<Input>) {
         for job in jobs {
+            if let Some(restart) = job.restored {
+                if let Err(e) = self.wal.restart(restart.hard_state, &restart.kept) {
+                    let _ = node.send(Input::Durable(Err(e)));
+                    return;
+                }
+                self.hard_state = restart.hard_state;
+                self.durable = restart.durable;
+            }
             // etcd's rule: a changed commit index alone needs no sync (it is learned again
             // from the leader); entries, a term and a vote do.
             let must_sync = !job.entries.is_empty()
@@ -279,6 +335,11 @@ pub struct ApplyThread {
     pub flush_through: u64,
 }
 
+/// The node sends an install only to an idle apply thread; one that arrives with a batch
+/// is a bug of the node's, and is not done (the node's install waits for ever, visibly).
+const INSTALL_OUT_OF_TURN: &str =
+    "a snapshot install arrived while entries were being applied: not installed";
+
 /// A transaction takes in at most this many entries through its commit window (LMDB bounds
 /// the pages one transaction may dirty).
 const WINDOW_ENTRIES: usize = 4_096;
@@ -293,6 +354,14 @@ impl ApplyThread {
                     self.flush_through = self.flush_through.max(index);
                     continue;
                 }
+                Ok(ApplyInput::Install(job)) => {
+                    let outcome = self.install(&job);
+                    let failed = outcome.is_err();
+                    if node.send(Input::Installed(outcome)).is_err() || failed {
+                        return;
+                    }
+                    continue;
+                }
                 Err(_) => break,
             };
             let mut committed = first.committed;
@@ -304,6 +373,7 @@ impl ApplyThread {
                         hard_state = job.hard_state;
                     }
                     ApplyInput::Flush(index) => self.flush_through = self.flush_through.max(index),
+                    ApplyInput::Install(_) => log::error!("{INSTALL_OUT_OF_TURN}"),
                 }
             }
             let outcome = self.apply(committed, hard_state, &jobs, &node, &mut open);
@@ -449,6 +519,46 @@ impl ApplyThread {
         })
     }
 
+    // Outer error: the data dir is in doubt (the install committed, its sync failed).
+    // Inner: nothing was installed (a cut, corrupt or foreign stream, or no room).
+    #[allow(clippy::type_complexity)]
+    fn install(
+        &mut self,
+        job: &InstallJob,
+    ) -> Result<Result<super::snapshot::Installed, String>, StorageError> {
+        let header = std::fs::File::open(&job.path)
+            .map_err(|e| format!("open {}: {e}", job.path.display()))
+            .and_then(|file| {
+                self.storage
+                    .install_snapshot(job.identity, &mut std::io::BufReader::new(file))
+                    .map_err(|e| e.to_string())
+            });
+        let header = match header {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.storage.sync()?;
+        self.state = RaftState {
+            hard_state: HardState {
+                term: header.term,
+                vote: 0,
+                commit: header.index,
+            },
+            applied: header.index,
+        };
+        self.first_index = self.storage.first_index()?;
+        self.lmdb_durable.store(header.index, Ordering::SeqCst);
+        self.update_used();
+        let history = batch::load_history(&self.storage)?;
+        let view = self.storage.read()?;
+        Ok(Ok(super::snapshot::Installed {
+            current_index: V2Store::current_index(&view)?,
+            next_expiration: V2Store::next_expiration(&view)?,
+            history,
+            header,
+        }))
+    }
+
     fn update_used(&self) {
         match self.storage.used_bytes() {
             Ok(used) => self.status.used_bytes.store(used, Ordering::SeqCst),
@@ -551,6 +661,7 @@ impl Window<'_> {
                     return Some((job.committed, job.hard_state));
                 }
                 Ok(ApplyInput::Flush(index)) => *flush_through = (*flush_through).max(index),
+                Ok(ApplyInput::Install(_)) => log::error!("{INSTALL_OUT_OF_TURN}"),
                 Err(mpsc::RecvTimeoutError::Timeout) => return None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     *self.open = false;

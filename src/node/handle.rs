@@ -221,6 +221,31 @@ impl NodeHandle {
         reply_within(rx, self.request_timeout).await
     }
 
+    /// Hands the node a snapshot the peer port received (spooled at `path`) and waits
+    /// until it is installed; the index it covers, or why it was not installed.
+    pub fn install_snapshot(
+        &self,
+        from: u64,
+        term: u64,
+        path: std::path::PathBuf,
+        header: crate::storage::lmdb::snapshot::SnapshotHeader,
+    ) -> Result<u64, String> {
+        let (reply, outcome) = mpsc::channel();
+        let incoming = super::snapshot::Incoming {
+            from,
+            term,
+            path,
+            header,
+            reply,
+        };
+        self.tx
+            .send(Input::InstallSnapshot(incoming))
+            .map_err(|_| STOPPED_CAUSE.to_string())?;
+        outcome
+            .recv_timeout(Duration::from_secs(600))
+            .map_err(|e| format!("waiting for the install: {e}"))?
+    }
+
     /// Asks the node thread to stop.
     pub fn shutdown(&self) {
         self.status.stopping.store(true, Ordering::SeqCst);

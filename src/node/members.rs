@@ -205,6 +205,19 @@ impl Members {
         }
     }
 
+    /// Where `id` listens, if known.
+    pub(super) fn urls_of(&self, id: NodeId) -> Option<Vec<String>> {
+        self.book.get(&id).cloned()
+    }
+
+    /// A snapshot replaced the state: the book is its members' and the log's after it.
+    pub(super) fn restored(&mut self, records: &[MemberRecord], log: &[Entry]) {
+        for r in records {
+            self.book.insert(r.id, r.peer_urls.clone());
+        }
+        self.appended(log);
+    }
+
     /// A new leader: what the old one may have lost is asked again.
     pub(super) fn leader_changed(&mut self) {
         for w in &mut self.waiters {

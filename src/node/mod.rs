@@ -10,6 +10,7 @@ pub mod bootstrap;
 mod disk;
 mod handle;
 pub mod members;
+pub mod snapshot;
 
 pub use handle::{FollowerStats, NodeHandle, Status, NO_SPACE_CAUSE, STOPPED_CAUSE, TIMEOUT_CAUSE};
 
@@ -66,6 +67,17 @@ pub enum Input {
         /// Where the outcome goes.
         reply: MembershipReply,
     },
+    /// A snapshot the peer port received from the leader.
+    InstallSnapshot(snapshot::Incoming),
+    /// The apply thread installed a snapshot (inner error: nothing was installed).
+    Installed(Result<Result<snapshot::Installed, String>, StorageError>),
+    /// A snapshot transfer to a follower ended: the index it covered, or why it failed.
+    SnapshotSent {
+        /// The follower.
+        to: NodeId,
+        /// The outcome.
+        outcome: Result<u64, String>,
+    },
     /// The watchdog's liveness probe, answered as soon as the loop reads it.
     Ping {
         /// Where the answer goes.
@@ -85,6 +97,8 @@ pub struct NodeParts {
     pub hub: Arc<WatchHub>,
     /// This member's id.
     pub member_id: u64,
+    /// Its cluster's id.
+    pub cluster_id: u64,
     /// How long writes wait before the timeout error.
     pub request_timeout: Duration,
     /// Applied entries between log compactions (`--snapshot-count`).
@@ -238,6 +252,7 @@ pub fn start(
         },
         tx.clone(),
     )?;
+    let self_tx = tx.clone();
     let handle = NodeHandle {
         tx,
         status: Arc::clone(&status),
@@ -245,6 +260,17 @@ pub fn start(
         quota_bytes: parts.storage.map_bytes(),
     };
     let node = Node {
+        storage: Arc::clone(&parts.storage),
+        identity: crate::storage::Identity {
+            cluster_id: parts.cluster_id,
+            member_id: parts.member_id,
+        },
+        self_tx,
+        install_wanted: None,
+        installing: None,
+        deferred: std::collections::VecDeque::new(),
+        deferred_peers: 0,
+        wal_restored: None,
         raft,
         hub: parts.hub,
         status,
@@ -381,6 +407,22 @@ fn initial_state(
 struct Node {
     raft: Raft,
     hub: Arc<WatchHub>,
+    /// The data dir (read for snapshots sent to followers).
+    storage: Arc<LmdbStorage>,
+    /// This member and its cluster.
+    identity: crate::storage::Identity,
+    /// The node's own input, for the threads it starts.
+    self_tx: Sender<Input>,
+    /// A received snapshot waiting for the pipeline to be idle.
+    install_wanted: Option<snapshot::Incoming>,
+    /// The snapshot the apply thread is installing: the core is frozen meanwhile.
+    installing: Option<snapshot::Incoming>,
+    /// Inputs that arrived during an install.
+    deferred: std::collections::VecDeque<Input>,
+    /// How many of them are peer messages.
+    deferred_peers: usize,
+    /// A snapshot was installed: the next WAL job restarts the WAL from this.
+    wal_restored: Option<disk::Restart>,
     status: Arc<Status>,
     batch_tx: Sender<disk::WalJob>,
     /// Where committed entries that are durable already go to be applied.
@@ -478,10 +520,24 @@ impl Node {
             };
             let mut next = input;
             while let Some(input) = next {
+                if let Some(input) = self.defer_while_installing(input) {
+                    if !self.handle(input)? {
+                        return Ok(());
+                    }
+                }
+                next = rx.try_recv().ok();
+            }
+            if self.installing.is_some() {
+                // The core is frozen until the snapshot is in (see `snapshot`).
+                continue;
+            }
+            while let Some(input) = self.deferred.pop_front() {
                 if !self.handle(input)? {
                     return Ok(());
                 }
-                next = rx.try_recv().ok();
+                if self.installing.is_some() {
+                    break;
+                }
             }
             if self.stopped() {
                 self.fail_all(STOPPED_CAUSE);
@@ -501,6 +557,7 @@ impl Node {
             self.maybe_publish();
             self.check_readdress();
             self.maybe_propose_sync();
+            self.maybe_start_install();
             self.maybe_send_batch();
             self.link_peers();
             self.send_messages();
@@ -624,6 +681,9 @@ impl Node {
                 context,
                 reply,
             } => self.change_membership(change, context, reply),
+            Input::InstallSnapshot(incoming) => self.snapshot_received(incoming),
+            Input::Installed(outcome) => self.on_installed(outcome)?,
+            Input::SnapshotSent { to, outcome } => self.snapshot_sent(to, outcome),
             Input::Ping { reply } => {
                 let _ = reply.send(());
             }
@@ -962,6 +1022,7 @@ impl Node {
                 hard_state: ready.hard_state,
                 entries: ready.entries,
                 committed: ready.committed_entries,
+                restored: self.wal_restored.take(),
             };
             if self.batch_tx.send(job).is_ok() {
                 self.batch_busy = true;
@@ -973,14 +1034,7 @@ impl Node {
     fn send_messages(&mut self) {
         let messages = self.raft.take_messages();
         self.send(messages);
-        // Snapshot transfer is not wired to the transport yet (issue 7): such a follower
-        // waits, as it did before the core knew snapshots, until it is restarted with a
-        // fresh data dir or the leader changes.
-        for peer in self.raft.take_snapshot_requests() {
-            log::warn!(
-                "member {peer:x} needs entries this member compacted away; sending a snapshot is not implemented yet"
-            );
-        }
+        self.send_snapshots();
     }
 
     fn send(&mut self, messages: Vec<Message>) {
@@ -1100,7 +1154,13 @@ impl Node {
         self.deliver_results(outcome.results);
         // Entries without a command (a leader's no-op) have no waiter; waiters below the
         // applied index that got no result were never going to get one.
-        let applied = self.raft.applied_index();
+        self.answer_reads_through(self.raft.applied_index());
+        Ok(())
+    }
+
+    // The applied index reached `applied`: proposals below it that got no result never
+    // will; reads waiting for it may go.
+    fn answer_reads_through(&mut self, applied: u64) {
         let stale: Vec<u64> = self.pending.range(..=applied).map(|(i, _)| *i).collect();
         for index in stale {
             if let Some((_, reply)) = self.pending.remove(&index) {
@@ -1114,7 +1174,6 @@ impl Node {
         for (_, reply) in ready {
             let _ = reply.try_send(Ok(()));
         }
-        Ok(())
     }
 
     // Membership changes applied since `before`: their clients are answered (what they

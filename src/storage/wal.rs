@@ -33,6 +33,11 @@ const HEADER: u64 = 8;
 /// The name a released segment waits under to be reused as the next one (its blocks are
 /// written already: reusing it costs no preallocation).
 const SPARE: &str = "spare.wal.tmp";
+/// A restarted log's first segment while it is written (discarded at open)...
+const RESTART_TMP: &str = "restart.wal.tmp";
+/// ... and once it is complete: at open, the segments before it go and it takes their
+/// place (see [`Wal::restart`]).
+const RESTART: &str = "restart.wal";
 
 /// One batch as written.
 #[derive(Debug, Clone, PartialEq, Eq, Decode)]
@@ -104,6 +109,7 @@ impl Wal {
     /// Opens the WAL in `dir` (creating it empty if missing) and replays it.
     pub fn open(dir: &Path) -> Result<(Wal, WalReplay), StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| io("create wal directory", dir, e))?;
+        finish_restart(dir)?;
         let mut seqs = Vec::new();
         let listing = std::fs::read_dir(dir).map_err(|e| io("list wal directory", dir, e))?;
         for item in listing {
@@ -221,6 +227,48 @@ impl Wal {
         Ok(())
     }
 
+    /// Starts the log afresh: the segments so far go, and the WAL holds `hard_state` and
+    /// `kept` only (a snapshot replaced the applied state; `kept` are the durable entries
+    /// after it). Crash-safe: until the new segment is complete the old ones stand; once
+    /// it is, a crash part way is finished at the next open.
+    pub fn restart(&mut self, hard_state: HardState, kept: &[Entry]) -> Result<(), StorageError> {
+        let seq = self.current().seq + 1;
+        let tmp = self.dir.join(RESTART_TMP);
+        let _ = std::fs::remove_file(&tmp);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&tmp)
+            .map_err(|e| io("create wal segment", &tmp, e))?;
+        let bytes = encode(&RecordRef {
+            seq,
+            hard_state: Some(hard_state),
+            entries: kept,
+        })?;
+        file.write_all_at(&bytes, 0)
+            .and_then(|()| file.set_len(SEGMENT_BYTES.max(bytes.len() as u64)))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io("write wal segment", &tmp, e))?;
+        let ready = self.dir.join(RESTART);
+        std::fs::rename(&tmp, &ready).map_err(|e| io("name wal segment", &ready, e))?;
+        sync_dir(&self.dir)?;
+        // The same steps as an open after a crash here.
+        let path = finish_restart(&self.dir)?.unwrap_or_else(|| self.dir.join(segment_name(seq)));
+        self.file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io("open wal segment", &path, e))?;
+        self.offset = bytes.len() as u64;
+        self.segments = vec![Segment {
+            seq,
+            path,
+            last_index: kept.last().map_or(0, |e| e.index),
+        }];
+        self.hard_state = hard_state;
+        Ok(())
+    }
+
     /// How many segment files the WAL holds now.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -316,6 +364,64 @@ fn drop_cached(file: &File) {
     if rc != 0 {
         log::debug!("posix_fadvise(DONTNEED) on a wal segment: error {rc}");
     }
+}
+
+// A complete restart segment replaces every segment before it (removed first, then it is
+// named after them); a partial one is dropped. Returns the new segment's path, if any.
+fn finish_restart(dir: &Path) -> Result<Option<PathBuf>, StorageError> {
+    let tmp = dir.join(RESTART_TMP);
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(|e| io("remove partial wal segment", &tmp, e))?;
+    }
+    let ready = dir.join(RESTART);
+    if !ready.exists() {
+        return Ok(None);
+    }
+    let mut seqs = Vec::new();
+    let listing = std::fs::read_dir(dir).map_err(|e| io("list wal directory", dir, e))?;
+    for item in listing {
+        let item = item.map_err(|e| io("list wal directory", dir, e))?;
+        if let Some(seq) = item.file_name().to_str().and_then(parse_segment_name) {
+            seqs.push(seq);
+        }
+    }
+    let seq = seqs.iter().max().map_or(1, |s| s + 1);
+    // The record inside names the seq it was written for: the segment takes that one.
+    let written = read_first_seq(&ready)?.unwrap_or(seq);
+    for old in seqs {
+        let path = dir.join(segment_name(old));
+        std::fs::remove_file(&path).map_err(|e| io("remove wal segment", &path, e))?;
+    }
+    let path = dir.join(segment_name(written));
+    std::fs::rename(&ready, &path).map_err(|e| io("name wal segment", &path, e))?;
+    sync_dir(dir)?;
+    Ok(Some(path))
+}
+
+// The seq the first record of the segment at `path` names.
+fn read_first_seq(path: &Path) -> Result<Option<u64>, StorageError> {
+    let file = File::open(path).map_err(|e| io("open wal segment", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| io("open wal segment", path, e))?
+        .len();
+    let mut header = [0u8; HEADER as usize];
+    if file.read_exact_at(&mut header, 0).is_err() {
+        return Ok(None);
+    }
+    let n = u64::from(u32::from_le_bytes([
+        header[0], header[1], header[2], header[3],
+    ]));
+    if n == 0 || HEADER + n > len {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; n as usize];
+    if file.read_exact_at(&mut payload, HEADER).is_err() {
+        return Ok(None);
+    }
+    Ok(bincode::decode_from_slice::<Record, _>(&payload, BINCODE)
+        .ok()
+        .map(|(r, _)| r.seq))
 }
 
 // A new or renamed file is durable only once its directory is.
@@ -555,6 +661,56 @@ mod tests {
             err.to_string().contains("entries 2..2 are missing"),
             "{err}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_restart_replaces_the_log_and_a_crash_part_way_is_finished_or_undone() {
+        let dir = tmp("restart");
+        let old: Vec<Entry> = (1..=5).map(|i| entry(1, i, 100)).collect();
+        {
+            let (mut wal, _) = Wal::open(&dir).unwrap();
+            wal.append(Some(hs(1, 5)), &old, true).unwrap();
+            // A snapshot at 100 with two durable entries kept after it.
+            let kept = [entry(2, 101, 10), entry(2, 102, 10)];
+            wal.restart(hs(2, 100), &kept).unwrap();
+            assert_eq!(wal.segment_count(), 1);
+            wal.append(None, &[entry(2, 103, 10)], true).unwrap();
+        }
+        let (_, replay) = Wal::open(&dir).unwrap();
+        let indexes: Vec<u64> = replay.entries.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, vec![101, 102, 103]);
+        assert_eq!(replay.hard_state, Some(hs(2, 100)));
+
+        // A crash while the new segment was written: the old log stands.
+        std::fs::write(dir.join(RESTART_TMP), b"half a segment").unwrap();
+        let (_, again) = Wal::open(&dir).unwrap();
+        assert_eq!(again, replay);
+        assert!(!dir.join(RESTART_TMP).exists());
+
+        // A crash once it was complete, before the old segments went: finished at open.
+        {
+            let (wal, _) = Wal::open(&dir).unwrap();
+            let seq = wal.current().seq + 1;
+            let bytes = encode(&Record {
+                seq,
+                hard_state: Some(hs(3, 200)),
+                entries: vec![entry(3, 201, 10)],
+            })
+            .unwrap();
+            std::fs::write(dir.join(RESTART), bytes).unwrap();
+            drop(wal);
+        }
+        let (mut wal, replay) = Wal::open(&dir).unwrap();
+        let indexes: Vec<u64> = replay.entries.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, vec![201]);
+        assert_eq!(replay.hard_state, Some(hs(3, 200)));
+        assert_eq!(wal.segment_count(), 1);
+        // It goes on from there.
+        wal.append(None, &[entry(3, 202, 10)], true).unwrap();
+        drop(wal);
+        let (_, replay) = Wal::open(&dir).unwrap();
+        assert_eq!(replay.entries.len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -62,14 +62,14 @@ const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// other peer connection makes progress.
 pub type Deliver = Box<dyn Fn(Message) + Send + Sync>;
 
-/// What answers an HTTP request on the peer port: given the request target and the
-/// connection (blocking mode, head read), it must return at once (a thread of its own for
+/// What answers an HTTP request on the peer port: given the method (`GET` or `POST`), the
+/// request target and the connection (blocking mode, head read, body not), it must return at once (a thread of its own for
 /// anything slow): it runs on the peers thread.
 #[derive(Clone)]
 pub struct PeerHttp(pub Arc<PeerHttpFn>);
 
 /// The function inside a [`PeerHttp`].
-pub type PeerHttpFn = dyn Fn(&str, std::net::TcpStream) + Send + Sync;
+pub type PeerHttpFn = dyn Fn(&str, &str, std::net::TcpStream) + Send + Sync;
 
 impl fmt::Debug for PeerHttp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -247,6 +247,16 @@ impl WatchHub {
         self.deliver(deliveries);
     }
 
+    /// The state was replaced by a snapshot: the events between the old index and
+    /// `current` are not known here, so every parked watch ends (its client asks again,
+    /// from the index it saw, and is answered from `history` or told it was cleared).
+    pub fn reset(&self, current: u64, history: Vec<Event>) {
+        self.close_all();
+        let mut inner = self.lock();
+        inner.history = History::from_events(history);
+        inner.current = current;
+    }
+
     /// Ends every parked watch with an empty body (server shutdown, as etcd does).
     pub fn close_all(&self) {
         let watchers = {

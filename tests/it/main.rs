@@ -33,5 +33,6 @@ mod membership;
 mod partition;
 mod python_etcd;
 mod quota;
+mod snapshots;
 mod systemd;
 mod watchers;

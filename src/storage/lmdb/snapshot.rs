@@ -1,5 +1,6 @@
 //! A member's applied state as a stream, and installing one: what a member that joins with
-//! an empty data dir starts from (its log would not say who the first voters were).
+//! an empty data dir starts from (its log would not say who the first voters were), and
+//! what the leader sends a follower that needs entries it compacted away.
 //!
 //! The stream is written from one LMDB read transaction, so it is consistent and the member
 //! keeps serving while it goes out; it is a sequence of checksummed frames (the peer
@@ -88,6 +89,14 @@ fn read_frame(input: &mut impl Read, buf: &mut Vec<u8>) -> Result<Frame, Storage
         Err(e) => return Err(stream_err(op, e)),
     };
     format::decode::<Frame>("snapshot frame", payload)
+}
+
+/// The header of a snapshot stream (its first frame), to judge it before installing it.
+pub fn read_snapshot_header(input: &mut impl Read) -> Result<SnapshotHeader, StorageError> {
+    match read_frame(input, &mut Vec::new())? {
+        Frame::Header(h) => Ok(h),
+        _ => Err(stream_err("receive a snapshot", "no header")),
+    }
 }
 
 /// Meta records that describe the state (the rest — identity, Raft state, format — are the
@@ -238,6 +247,25 @@ impl LmdbStorage {
             db.clear(&mut wtxn)
                 .map_err(|e| self.err("clear for a snapshot", e))?;
         }
+        // A member that falls behind replaces its state, meta records of it included.
+        let mut stale = Vec::new();
+        for item in self
+            .dbs
+            .meta
+            .iter(&wtxn)
+            .map_err(|e| self.err("clear for a snapshot", e))?
+        {
+            let (k, _) = item.map_err(|e| self.err("clear for a snapshot", e))?;
+            if is_state_meta(k) {
+                stale.push(k.to_vec());
+            }
+        }
+        for k in stale {
+            self.dbs
+                .meta
+                .delete(&mut wtxn, &k)
+                .map_err(|e| self.err("clear for a snapshot", e))?;
+        }
         let mut received = 0u64;
         loop {
             match read_frame(input, &mut buf)? {
@@ -296,7 +324,8 @@ impl LmdbStorage {
         }
         wtxn.commit()
             .map_err(|e| self.err("commit the snapshot", e))?;
-        self.sync()?;
+        // Not durable until the caller's `sync`: an error before here installed nothing,
+        // one there leaves the data dir in doubt.
         Ok(header)
     }
 }

@@ -126,10 +126,10 @@ async fn serve_inbound(inbound: Rc<Inbound>, stream: Async<TcpStream>, remote: S
     if let Some(http) = &inbound.config.http {
         let mut first = [0u8; 4];
         let peeked = within(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
-        if matches!(peeked, Some(Ok(4))) && &first == b"GET " {
+        if matches!(peeked, Some(Ok(4))) && (&first == b"GET " || &first == b"POST") {
             match within(HANDSHAKE_TIMEOUT, read_http_head(&stream)).await {
-                Some(Ok(target)) => match stream.into_inner() {
-                    Ok(std_stream) => (http.0)(&target, std_stream),
+                Some(Ok((method, target))) => match stream.into_inner() {
+                    Ok(std_stream) => (http.0)(&method, &target, std_stream),
                     Err(e) => log::debug!("peer HTTP request from {remote}: {e}"),
                 },
                 Some(Err(e)) => log::debug!("bad peer HTTP request from {remote}: {e}"),
@@ -174,8 +174,8 @@ async fn serve_inbound(inbound: Rc<Inbound>, stream: Async<TcpStream>, remote: S
 }
 
 /// Reads a request head byte by byte up to its blank line (nothing of a body is taken from
-/// the socket) and returns the request target.
-async fn read_http_head(stream: &Async<TcpStream>) -> io::Result<String> {
+/// the socket) and returns the method and the request target.
+async fn read_http_head(stream: &Async<TcpStream>) -> io::Result<(String, String)> {
     use smol::io::AsyncReadExt;
     let mut head = Vec::new();
     let mut reader = stream;
@@ -193,8 +193,10 @@ async fn read_http_head(stream: &Async<TcpStream>) -> io::Result<String> {
     let text = String::from_utf8_lossy(line);
     let mut parts = text.split(' ');
     match (parts.next(), parts.next()) {
-        (Some("GET"), Some(target)) => Ok(target.to_string()),
-        _ => Err(io::Error::other("not a GET request")),
+        (Some(method @ ("GET" | "POST")), Some(target)) => {
+            Ok((method.to_string(), target.to_string()))
+        }
+        _ => Err(io::Error::other("not a GET or POST request")),
     }
 }
 

@@ -525,14 +525,16 @@ fn repeated_failures_are_logged_once_a_minute_or_on_change() {
 #[test]
 fn http_requests_on_the_peer_port_go_to_the_handler_and_frames_still_work() {
     let (tx, inbox) = mpsc::channel();
-    let http = super::PeerHttp(std::sync::Arc::new(|target: &str, mut s: TcpStream| {
-        let body = format!("target {target}");
-        let _ = write!(
-            s,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-    }));
+    let http = super::PeerHttp(std::sync::Arc::new(
+        |method: &str, target: &str, mut s: TcpStream| {
+            let body = format!("{method} {target}");
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        },
+    ));
     let config = PeerConfig {
         member_id: B,
         cluster_id: CLUSTER,
@@ -553,7 +555,13 @@ fn http_requests_on_the_peer_port_go_to_the_handler_and_frames_still_work() {
         .unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
-    assert!(reply.ends_with("target /members"), "{reply}");
+    assert!(reply.ends_with("GET /members"), "{reply}");
+    let mut s = raw(addr);
+    s.write_all(b"POST /raft/snapshot?from=1 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.ends_with("POST /raft/snapshot?from=1"), "{reply}");
     // An endless request head is cut off, not buffered.
     let mut s = raw(addr);
     let _ = s.write_all(b"GET /");
