@@ -110,15 +110,7 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<(Wal, WalReplay), StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| io("create wal directory", dir, e))?;
         finish_restart(dir)?;
-        let mut seqs = Vec::new();
-        let listing = std::fs::read_dir(dir).map_err(|e| io("list wal directory", dir, e))?;
-        for item in listing {
-            let item = item.map_err(|e| io("list wal directory", dir, e))?;
-            if let Some(seq) = item.file_name().to_str().and_then(parse_segment_name) {
-                seqs.push(seq);
-            }
-        }
-        seqs.sort_unstable();
+        let seqs = list_segments(dir)?;
         let mut replay = WalReplay::default();
         let mut segments = Vec::new();
         let mut end = 0;
@@ -366,6 +358,20 @@ fn drop_cached(file: &File) {
     }
 }
 
+// The seqs of the segments in `dir`, in order.
+fn list_segments(dir: &Path) -> Result<Vec<u64>, StorageError> {
+    let mut seqs = Vec::new();
+    let listing = std::fs::read_dir(dir).map_err(|e| io("list wal directory", dir, e))?;
+    for item in listing {
+        let item = item.map_err(|e| io("list wal directory", dir, e))?;
+        if let Some(seq) = item.file_name().to_str().and_then(parse_segment_name) {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
 // A complete restart segment replaces every segment before it (removed first, then it is
 // named after them); a partial one is dropped. Returns the new segment's path, if any.
 fn finish_restart(dir: &Path) -> Result<Option<PathBuf>, StorageError> {
@@ -377,14 +383,7 @@ fn finish_restart(dir: &Path) -> Result<Option<PathBuf>, StorageError> {
     if !ready.exists() {
         return Ok(None);
     }
-    let mut seqs = Vec::new();
-    let listing = std::fs::read_dir(dir).map_err(|e| io("list wal directory", dir, e))?;
-    for item in listing {
-        let item = item.map_err(|e| io("list wal directory", dir, e))?;
-        if let Some(seq) = item.file_name().to_str().and_then(parse_segment_name) {
-            seqs.push(seq);
-        }
-    }
+    let seqs = list_segments(dir)?;
     let seq = seqs.iter().max().map_or(1, |s| s + 1);
     // The record inside names the seq it was written for: the segment takes that one.
     let written = read_first_seq(&ready)?.unwrap_or(seq);
