@@ -56,6 +56,10 @@ pub struct PeerHttpContext {
     pub unapplied: UnappliedAdds,
     /// The node, once it runs (a snapshot sent before is refused).
     pub node: Arc<OnceLock<NodeHandle>>,
+    /// This member's id, name and client URLs: listed as they are now, as a member's own
+    /// `/v2/members` shows them (a lone member publishes nothing through the log, and a
+    /// member joining through its peer URL needs a client URL to ask).
+    pub own: (u64, String, Vec<String>),
 }
 
 /// The handler the transport calls with each HTTP request on the peer port.
@@ -273,7 +277,11 @@ fn members_json(context: &PeerHttpContext) -> Result<Vec<u8>, crate::storage::St
     let list: Vec<PeerMember> = records
         .iter()
         .map(|r| {
-            let (name, client_urls) = published.get(&r.id).cloned().unwrap_or_default();
+            let (name, client_urls) = if r.id == context.own.0 {
+                (context.own.1.clone(), context.own.2.clone())
+            } else {
+                published.get(&r.id).cloned().unwrap_or_default()
+            };
             let mut peer_urls = r.peer_urls.clone();
             peer_urls.sort();
             PeerMember {

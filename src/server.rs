@@ -135,7 +135,8 @@ fn resolve_membership(
     };
     // A member that joined a running cluster has ids the flags do not derive (etcd
     // ignores --initial-cluster once the data dir exists).
-    if config.initial_cluster_state == ClusterState::Existing && !recorded.is_empty() {
+    let joined = config.initial_cluster_state == ClusterState::Existing || !config.join.is_empty();
+    if joined && !recorded.is_empty() {
         return Ok((found, recorded, false));
     }
     let members = if recorded.is_empty() {
@@ -263,6 +264,11 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         // the state from its peers first.
         crate::join::join_existing(&config, &storage)?;
         recovered = storage.recover()?;
+    } else if recovered.identity.is_none() && !config.join.is_empty() {
+        // `--join` with an empty data dir: be added, then the same.
+        if crate::join::join_by_asking(&config, &storage)?.is_some() {
+            recovered = storage.recover()?;
+        }
     }
     let (identity, members, fresh) =
         resolve_membership(&config, recovered.identity, recovered.members, derived)?;
@@ -284,6 +290,11 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         cluster_id: identity.cluster_id,
         unapplied: Arc::clone(&unapplied_adds),
         node: Arc::clone(&node_slot),
+        own: (
+            identity.member_id,
+            config.name.clone(),
+            config.advertise_client_urls.clone(),
+        ),
     };
     let running = node::start(
         NodeParts {

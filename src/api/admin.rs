@@ -35,6 +35,7 @@ fn route(ctx: &ApiContext, incoming: &Incoming, path: &str) -> Reply {
             Reply::text(503, "{\"health\":\"false\"}\n")
         }),
         "/v2/machines" => only(method, &["GET", "HEAD"], || machines(ctx)),
+        "/v2/leader" => only(method, &["GET"], || leader_0_4(ctx)),
         "/v2/stats/self" => only(method, &["GET"], || stats_self(ctx)),
         "/v2/stats/store" => only(method, &["GET"], || stats_store(ctx)),
         "/v2/stats/leader" => only(method, &["GET"], || stats_leader(ctx)),
@@ -109,6 +110,18 @@ async fn health(ctx: &ApiContext) -> Reply {
             .header("Content-Type", "text/plain; charset=utf-8")
     } else {
         Reply::text(503, "{\"health\":\"false\"}\n")
+    }
+}
+
+fn leader_0_4(ctx: &ApiContext) -> Reply {
+    let index = ctx
+        .storage
+        .read()
+        .and_then(|v| crate::store::V2Store::current_index(&v))
+        .unwrap_or(0);
+    match super::compat04::leader(ctx, index) {
+        Ok(reply) => reply,
+        Err(e) => super::keys::error_reply(ctx, &e),
     }
 }
 

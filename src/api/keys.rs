@@ -51,6 +51,10 @@ pub(super) async fn handle(ctx: &ApiContext, incoming: Incoming, key: String) ->
             return send(ctx, &incoming, reply);
         }
     };
+    if super::compat04::is_machines_key(&key) {
+        let reply = machines_0_4(ctx, &request);
+        return send(ctx, &incoming, reply);
+    }
     match request {
         KeysRequest::Read {
             key,
@@ -105,6 +109,39 @@ async fn read(ctx: &ApiContext, key: &str, recursive: bool, sorted: bool, quorum
             log::error!("read of {key} failed: {e}");
             error_reply(ctx, &V2Error::new(300, e.to_string(), 0))
         }
+    }
+}
+
+/// etcd 0.4's machine listing (see `compat04`): read-only, and a watch on it is a read.
+fn machines_0_4(ctx: &ApiContext, request: &KeysRequest) -> Reply {
+    let index = match ctx
+        .storage
+        .read()
+        .and_then(|v| crate::store::V2Store::current_index(&v))
+    {
+        Ok(i) => i,
+        Err(e) => {
+            log::error!("reading the etcd index failed: {e}");
+            return error_reply(ctx, &V2Error::new(300, e.to_string(), 0));
+        }
+    };
+    let key = match request {
+        KeysRequest::Read { key, .. } | KeysRequest::Watch { key, .. } => key,
+        KeysRequest::Write { .. } => {
+            return error_reply(
+                ctx,
+                &super::compat04::refuse_write(super::compat04::MACHINES_DIR, index),
+            )
+        }
+    };
+    match super::compat04::read_machines(ctx, key, index) {
+        Ok(body) => {
+            let mut reply = Reply::new(200, body);
+            reply.headers = base_headers(ctx, index);
+            reply.headers.extend(raft_headers(ctx));
+            reply
+        }
+        Err(e) => error_reply(ctx, &e),
     }
 }
 

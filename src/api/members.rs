@@ -25,6 +25,23 @@ pub(super) struct Member {
     pub(super) client_urls: Vec<String>,
 }
 
+impl Member {
+    /// The id as a number.
+    pub(super) fn id_value(&self) -> Option<u64> {
+        u64::from_str_radix(&self.id, 16).ok()
+    }
+
+    /// The published name, empty until the member started.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The peer URLs, sorted.
+    pub(super) fn peer_urls(&self) -> &[String] {
+        &self.peer_urls
+    }
+}
+
 fn json(status: u16, mut body: Vec<u8>, newline: bool) -> Reply {
     if newline {
         body.push(b'\n');

@@ -13,6 +13,7 @@ pub mod reply;
 pub mod server;
 
 mod admin;
+mod compat04;
 pub use admin::{ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION};
 mod keys;
 mod members;

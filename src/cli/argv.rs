@@ -45,7 +45,10 @@ pub enum Kind {
     Addr,
     /// 0.4 `-bind-addr`/`-peer-bind-addr`: `IP[:port]` (or `localhost`).
     BindAddr,
-    /// A flag etcd 2.x rejects whatever its value (`-peers`, `-peers-file`).
+    /// `--join` and 0.4's `-peers`: comma-separated members to join through, each a URL
+    /// (client or peer) or a bare `host:port` (a peer address, as 0.4 wrote them).
+    Join,
+    /// A flag etcd 2.x rejects whatever its value (`-peers-file`).
     Gone,
 }
 
@@ -135,7 +138,9 @@ pub const FLAGS: &[FlagSpec] = &[
     f("bind-addr", BindAddr, Argh),
     f("peer-addr", Addr, Argh),
     f("peer-bind-addr", BindAddr, Argh),
-    f("peers", Gone, Argh),
+    // 0.4's dynamic join, and pikv's own spelling of it.
+    f("peers", Join, Argh),
+    f("join", Join, Argh),
     f("peers-file", Gone, Argh),
     // Accepted, not acted on yet.
     f("enable-v2", Bool, Inert),
@@ -485,6 +490,23 @@ pub fn check_value(spec: &FlagSpec, value: &str) -> Result<(), String> {
                 _ => Ok(()),
             }
         }
+        Join => {
+            for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                if item.contains("://") {
+                    check_url(item)?;
+                } else {
+                    match split_host_port(item) {
+                        Some((host, port)) if !host.is_empty() && port_ok(port) => {}
+                        _ => {
+                            return Err(format!(
+                                "{item} is neither a URL nor host:port (a member's client or peer address)"
+                            ))
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
         Gone => Err(format!("flag \"-{}\" is no longer supported.", spec.name)),
     }
 }
@@ -809,7 +831,16 @@ mod tests {
                 "invalid value \"5x\" for flag -grpc-keepalive-timeout: parse error",
                 2,
             ),
-            (&["-peers", "a:7001"], "flag \"-peers\" is no longer supported.", 2),
+            (
+                &["-peers", "a:7001,b"],
+                "invalid value \"a:7001,b\" for flag -peers: b is neither a URL nor host:port (a member's client or peer address)",
+                2,
+            ),
+            (
+                &["--join", "ftp://a:1"],
+                "invalid value \"ftp://a:1\" for flag -join: URL scheme must be http, https, unix, or unixs: ftp://a:1",
+                2,
+            ),
             (&["-peers-file=f"], "flag \"-peers-file\" is no longer supported.", 2),
             (
                 &["-addr", "127.0.0.1"],
@@ -923,8 +954,8 @@ mod tests {
             ),
             (
                 &[],
-                &[("ETCD_PEERS", "a:7001")],
-                "invalid value \"a:7001\" for ETCD_PEERS: flag \"-peers\" is no longer supported.",
+                &[("ETCD_PEERS", "a:")],
+                "invalid value \"a:\" for ETCD_PEERS: a: is neither a URL nor host:port (a member's client or peer address)",
                 1,
             ),
         ];

@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub initial_cluster: Vec<(String, String)>,
     /// `--initial-cluster-state`, default new.
     pub initial_cluster_state: ClusterState,
+    /// `--join` (or 0.4's `-peers`): members to join through when the data dir is empty,
+    /// as URLs (`http://` put before a bare `host:port`); empty: bootstrap or restart.
+    pub join: Vec<String>,
     /// `--initial-cluster-token`, default `etcd-cluster`.
     pub initial_cluster_token: String,
     /// `--heartbeat-interval` in ms, default 100.
@@ -310,10 +313,8 @@ fn refuse_unsupported(f: &ServerFlags) -> Result<(), ConfigError> {
     if let Some(mode) = f.proxy.as_deref().filter(|m| *m != "off") {
         return Err(fail(format!("proxy mode is not supported: --proxy={mode}")));
     }
-    for (name, v) in [("peers", &f.peers), ("peers-file", &f.peers_file)] {
-        if v.is_some() {
-            return Err(fail(format!("flag \"-{name}\" is no longer supported.")));
-        }
+    if f.peers_file.is_some() {
+        return Err(fail("flag \"-peers-file\" is no longer supported."));
     }
     Ok(())
 }
@@ -604,6 +605,49 @@ fn verify_cluster(
     Ok(())
 }
 
+/// `--join`/`-peers` as URLs. Joining learns the cluster from a running member, so a
+/// bootstrap description naming other members, or `existing` (etcd's way to join), would
+/// be a second answer to the same question: refused rather than one silently ignored.
+fn join_urls(
+    f: &ServerFlags,
+    cluster: &[(String, String)],
+    name: &str,
+    state: ClusterState,
+) -> Result<Vec<String>, ConfigError> {
+    let (flag, value) = match (&f.join, &f.peers) {
+        (Some(_), Some(_)) => return Err(fail("Set only one of flags -join and -peers")),
+        (Some(v), None) => ("join", v),
+        (None, Some(v)) => ("peers", v),
+        (None, None) => return Ok(Vec::new()),
+    };
+    // In the order given: they are tried in turn.
+    let mut urls: Vec<String> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let url = if item.contains("://") {
+            item.to_string()
+        } else {
+            format!("http://{item}")
+        };
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    if urls.is_empty() {
+        return Ok(urls);
+    }
+    if state == ClusterState::Existing {
+        return Err(fail(format!(
+            "--{flag} and --initial-cluster-state existing are two ways of joining: give one"
+        )));
+    }
+    if cluster.iter().any(|(n, _)| n != name) {
+        return Err(fail(format!(
+            "--{flag} learns the members from the cluster it joins: do not give --initial-cluster other members too"
+        )));
+    }
+    Ok(urls)
+}
+
 /// Go's `%q` of a string slice: `["a" "b"]`.
 fn go_quote_list(v: &[&str]) -> String {
     let items: Vec<String> = v.iter().map(|s| format!("\"{s}\"")).collect();
@@ -703,6 +747,7 @@ fn build(
         &initial_advertise_peer_urls,
         initial_cluster_state,
     )?;
+    let join = join_urls(f, &initial_cluster, &name, initial_cluster_state)?;
 
     let snapshot_count = match uint("snapshot-count", &f.snapshot_count, DEFAULT_SNAPSHOT_COUNT)? {
         0 => DEFAULT_SNAPSHOT_COUNT,
@@ -752,6 +797,7 @@ fn build(
         initial_advertise_peer_urls,
         initial_cluster,
         initial_cluster_state,
+        join,
         heartbeat_interval_ms,
         election_timeout_ms,
         snapshot_count,
@@ -813,6 +859,10 @@ Clustering:
     'new' to bootstrap a cluster, 'existing' to join a running one.
   --initial-cluster-token 'etcd-cluster'
     Token mixed into member and cluster ids during bootstrap.
+  --join ''
+    (pikv) Comma-separated client or peer URLs (or host:port) of running
+    members: an empty data dir asks them to add this member, then fetches the
+    data. Ignored once the data dir holds a member. 0.4's -peers means this.
   --strict-reconfig-check 'true'
     Reject membership changes that would cause quorum loss.
   --serializable-reads 'false'
@@ -834,7 +884,7 @@ Logging:
 Compatibility:
   Other etcd 3.4 flags (--enable-v2, --logger, --max-wals, ...) are accepted and
   ignored with a warning. The etcd 0.4 flags -addr, -bind-addr, -peer-addr and
-  -peer-bind-addr are mapped as etcd 2.x did; -peers is refused.
+  -peer-bind-addr are mapped as etcd 2.x did; -peers means --join.
 ";
 
 #[cfg(test)]

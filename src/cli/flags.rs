@@ -143,6 +143,9 @@ pub struct ServerFlags {
     /// value of --peers as typed
     #[argh(option, long = "peers")]
     pub peers: Option<String>,
+    /// value of --join as typed
+    #[argh(option, long = "join")]
+    pub join: Option<String>,
     /// value of --peers-file as typed
     #[argh(option, long = "peers-file")]
     pub peers_file: Option<String>,

@@ -27,6 +27,7 @@ mod durability;
 mod etcdctl;
 mod harness;
 mod jepsen;
+mod join;
 #[path = "../sim/linearizability.rs"]
 mod linearizability;
 mod membership;

@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
-fn request(m: &support::Server, method: &str, target: &str, body: &str) -> http::Response {
+pub(crate) fn request(
+    m: &support::Server,
+    method: &str,
+    target: &str,
+    body: &str,
+) -> http::Response {
     m.try_request(
         method,
         target,
@@ -22,12 +27,12 @@ fn request(m: &support::Server, method: &str, target: &str, body: &str) -> http:
     .unwrap_or_else(|e| m.fail(&format!("{method} {target}: {e}")))
 }
 
-fn add(m: &support::Server, peer_url: &str) -> http::Response {
+pub(crate) fn add(m: &support::Server, peer_url: &str) -> http::Response {
     let body = format!("{{\"peerURLs\":[\"{peer_url}\"]}}");
     request(m, "POST", "/v2/members", &body)
 }
 
-fn member_ids(m: &support::Server) -> Vec<(String, String)> {
+pub(crate) fn member_ids(m: &support::Server) -> Vec<(String, String)> {
     let list = m.get("/v2/members").json();
     list["members"]
         .as_array()
@@ -42,7 +47,7 @@ fn member_ids(m: &support::Server) -> Vec<(String, String)> {
         .collect()
 }
 
-fn id_of(m: &support::Server, name: &str) -> String {
+pub(crate) fn id_of(m: &support::Server, name: &str) -> String {
     member_ids(m)
         .into_iter()
         .find(|(_, n)| n == name)
@@ -52,7 +57,7 @@ fn id_of(m: &support::Server, name: &str) -> String {
 
 /// Writes `key` through `m`, retrying while the cluster elects (a 300 error or no answer);
 /// panics when no write succeeds within 15 s.
-fn write(m: &support::Server, key: &str, value: &str) {
+pub(crate) fn write(m: &support::Server, key: &str, value: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let body = http::form(&[("value", value)]);
@@ -71,7 +76,7 @@ fn write(m: &support::Server, key: &str, value: &str) {
     }
 }
 
-fn assert_has(m: &support::Server, key: &str, value: &str) {
+pub(crate) fn assert_has(m: &support::Server, key: &str, value: &str) {
     let r = m.get(&format!("/v2/keys/{key}?quorum=true"));
     assert_eq!(
         r.json()["node"]["value"].as_str(),
@@ -84,7 +89,7 @@ fn assert_has(m: &support::Server, key: &str, value: &str) {
 
 /// Waits until `m` lists `n` members that have all published their names (started, for
 /// the strict reconfiguration check).
-fn wait_started(m: &support::Server, n: usize) {
+pub(crate) fn wait_started(m: &support::Server, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ids = member_ids(m);
@@ -100,7 +105,7 @@ fn wait_started(m: &support::Server, n: usize) {
 
 /// The strict reconfiguration check (etcd 3.4's, and pikv's) wants every member connected
 /// for 5 s (etcd's HealthInterval) before one is added.
-fn settle() {
+pub(crate) fn settle() {
     std::thread::sleep(Duration::from_secs(6));
 }
 
@@ -309,7 +314,7 @@ fn a_member_at_a_new_peer_url_is_reachable_again() {
 
 /// Writes `w/<n>` for n = 0, 1, ... to the members whose client ports are in `ports`, in
 /// turn, until `stop`; returns the keys whose write was acknowledged.
-fn write_throughout(
+pub(crate) fn write_throughout(
     ports: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<u64>> {
@@ -340,7 +345,7 @@ fn write_throughout(
 }
 
 /// The values under `w/` as `m` serves them (a linearizable read).
-fn written(m: &support::Server) -> std::collections::BTreeSet<u64> {
+pub(crate) fn written(m: &support::Server) -> std::collections::BTreeSet<u64> {
     let r = m.get("/v2/keys/w?recursive=true&quorum=true");
     r.json()["node"]["nodes"]
         .as_array()

@@ -69,6 +69,7 @@ fn defaults() {
             initial_advertise_peer_urls: strs(&["http://localhost:2380"]),
             initial_cluster: pairs(&[("default", "http://localhost:2380")]),
             initial_cluster_state: ClusterState::New,
+            join: vec![],
             initial_cluster_token: "etcd-cluster".into(),
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
@@ -629,10 +630,53 @@ fn flags_from_0_4() {
     for (args, msg) in cases {
         assert_eq!(err(args), (msg.to_string(), 1), "{args:?}");
     }
+    let join_of = |args: &[&str], env: &[(&str, &str)]| match parse_env(args, env) {
+        Ok(Parsed {
+            invocation: Invocation::Server(c),
+            ..
+        }) => c.join,
+        other => panic!("{args:?} {env:?}: {other:?}"),
+    };
+    // 0.4's -peers is --join; bare host:port items are peer addresses.
     assert_eq!(
-        err(&["-peers", "a:7001,b:7001"]),
-        ("flag \"-peers\" is no longer supported.".to_string(), 2)
+        join_of(&["-peers", "b:7001,a:7001,b:7001"], &[]),
+        vec!["http://b:7001".to_string(), "http://a:7001".to_string()]
     );
+    assert_eq!(
+        join_of(&[], &[("ETCD_PEERS", "127.0.0.1:7001")]),
+        vec!["http://127.0.0.1:7001".to_string()]
+    );
+    assert_eq!(
+        join_of(&["--join", "http://10.0.0.1:2379, 10.0.0.2:2380"], &[]),
+        vec![
+            "http://10.0.0.1:2379".to_string(),
+            "http://10.0.0.2:2380".to_string()
+        ]
+    );
+    assert!(join_of(&["--name", "x"], &[]).is_empty());
+    for (args, msg) in [
+        (
+            &["--join", "a:1", "-peers", "b:1"][..],
+            "Set only one of flags -join and -peers",
+        ),
+        (
+            &["--join", "a:1", "--initial-cluster-state", "existing"][..],
+            "--join and --initial-cluster-state existing are two ways of joining: give one",
+        ),
+        (
+            &[
+                "--name",
+                "a",
+                "--initial-cluster",
+                "a=http://localhost:2380,b=http://b:2380",
+                "-peers",
+                "b:7001",
+            ][..],
+            "--peers learns the members from the cluster it joins: do not give --initial-cluster other members too",
+        ),
+    ] {
+        assert_eq!(err(args), (msg.to_string(), 1), "{args:?}");
+    }
     assert_eq!(
         err(&["-peers-file", "f"]),
         (
@@ -640,7 +684,7 @@ fn flags_from_0_4() {
             2
         )
     );
-    assert_eq!(err_env(&[], &[("ETCD_PEERS", "a:7001")]).1, 1);
+    assert_eq!(err_env(&[], &[("ETCD_PEERS", "a:x")]).1, 1);
     assert_eq!(err(&["-bind-addr", "host.example:1"]).1, 2);
 }
 
