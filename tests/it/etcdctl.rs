@@ -6,7 +6,9 @@
 //! stderr (e.g. `Error:  100: Key not found (/two) [<idx>]`) and exit codes etcdctl prints
 //! for etcd. Expected indexes are read from the server itself (`X-Etcd-Index`), never
 //! hard-coded. Each suite runs twice: with `--no-sync` and without (then etcdctl first
-//! reads `/v2/members` and uses the advertised client URLs, so those must be right).
+//! reads `/v2/members` and uses the advertised client URLs, so those must be right). The
+//! member commands also run against three pikv and three etcd members side by side: the
+//! same output once ids and ports are labelled.
 
 use crate::support::{self, Server};
 use std::io::Read;
@@ -271,4 +273,225 @@ fn etcdctl_no_sync() {
 #[test]
 fn etcdctl_with_sync() {
     suite(true);
+}
+
+/// One cluster's names for what differs between two clusters run side by side: member ids
+/// and ports, replaced by labels so that etcdctl's output can be compared.
+struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    fn of(c: &crate::support::cluster::Cluster) -> Labels {
+        let mut l = Vec::new();
+        for (i, m) in c.members.iter().enumerate() {
+            l.push((format!(":{}", m.client_port), format!(":C{i}")));
+            l.push((format!(":{}", m.peer_port), format!(":P{i}")));
+        }
+        let mut labels = Labels(l);
+        labels.learn_ids(&c.members[0]);
+        labels
+    }
+
+    /// Ids of members (named or not yet) that have no label.
+    fn learn_ids(&mut self, s: &Server) {
+        let list = s.get("/v2/members").json();
+        for m in list["members"].as_array().cloned().unwrap_or_default() {
+            let id = m["id"].as_str().unwrap_or_default().to_string();
+            let label = match m["name"].as_str() {
+                Some(n) if !n.is_empty() => format!("<id of {n}>"),
+                _ => format!(
+                    "<id of {}>",
+                    self.apply(m["peerURLs"][0].as_str().unwrap_or(""))
+                ),
+            };
+            if !id.is_empty() && !self.0.iter().any(|(k, _)| *k == id) {
+                self.0.push((id, label));
+            }
+        }
+        // Longest first: an id never hides inside a shorter one's replacement.
+        self.0.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+    }
+
+    fn apply(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        for (k, v) in &self.0 {
+            t = t.replace(k.as_str(), v);
+        }
+        t
+    }
+
+    fn id(&self, label: &str) -> String {
+        self.0
+            .iter()
+            .find(|(_, v)| v == label)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| panic!("no id labelled {label}: {:?}", self.0))
+    }
+}
+
+/// Lines sorted (member order follows the ids, which differ) and comma lists in
+/// `ETCD_INITIAL_CLUSTER` sorted; which member leads, and the order etcdctl tried the
+/// endpoints in (it shuffles them), left out.
+fn canonical(text: &str) -> String {
+    let mut text = text
+        .replace("isLeader=true", "isLeader=?")
+        .replace("isLeader=false", "isLeader=?");
+    for n in 0..10 {
+        text = text.replace(&format!("error #{n}: "), "error #?: ");
+    }
+    let mut lines: Vec<String> = text
+        .split(['\n', ';'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.strip_prefix("ETCD_INITIAL_CLUSTER=\"") {
+            Some(rest) => {
+                let mut items: Vec<&str> = rest.trim_end_matches('"').split(',').collect();
+                items.sort();
+                format!("ETCD_INITIAL_CLUSTER=\"{}\"", items.join(","))
+            }
+            None => l.to_string(),
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+/// `etcdctl member list|add|update|remove` and `cluster-health`, successes and refusals,
+/// against three pikv members and three etcd members at once: the same stdout, stderr and
+/// exit codes once ids and ports are labelled.
+#[test]
+fn etcdctl_member_commands_on_three_members_match_etcd() {
+    use crate::support::cluster::Cluster;
+    support::require_tool("etcdctl");
+    let (mut reference, mut tested) = std::thread::scope(|sc| {
+        let r = sc.spawn(|| Cluster::start(support::Kind::Etcd, 3, &[]));
+        let t = Cluster::start(support::target(), 3, &[]);
+        (r.join().unwrap_or_else(|_| panic!("etcd cluster")), t)
+    });
+    let mut labels = [Labels::of(&reference), Labels::of(&tested)];
+    // etcd's strict reconfiguration check wants every member connected for 5 s.
+    std::thread::sleep(Duration::from_secs(6));
+    let spare: Vec<String> = (0..2)
+        .map(|_| format!("http://127.0.0.1:{}", support::free_ports().1))
+        .collect();
+    for (i, url) in spare.iter().enumerate() {
+        for l in &mut labels {
+            l.0.push((
+                url.rsplit(':')
+                    .next()
+                    .map(|p| format!(":{p}"))
+                    .unwrap_or_default(),
+                format!(":S{i}"),
+            ));
+        }
+    }
+    let clusters = [&mut reference, &mut tested];
+    type Step = (&'static str, Box<dyn Fn(&Labels) -> Vec<String>>);
+    let fixed = |a: &'static [&'static str]| -> Box<dyn Fn(&Labels) -> Vec<String>> {
+        Box::new(move |_| a.iter().map(|s| s.to_string()).collect())
+    };
+    let s0 = spare[0].clone();
+    let s1 = spare[1].clone();
+    let steps: Vec<Step> = vec![
+        ("list", fixed(&["member", "list"])),
+        ("health", fixed(&["cluster-health"])),
+        (
+            "add",
+            Box::new(move |_| vec!["member".into(), "add".into(), "n3".into(), s0.clone()]),
+        ),
+        ("list with an unstarted member", fixed(&["member", "list"])),
+        (
+            "health with an unstarted member",
+            fixed(&["cluster-health"]),
+        ),
+        (
+            "update the new member",
+            Box::new(move |l| {
+                vec![
+                    "member".into(),
+                    "update".into(),
+                    l.id("<id of http://127.0.0.1:S0>"),
+                    s1.clone(),
+                ]
+            }),
+        ),
+        (
+            "remove it",
+            Box::new(|l| {
+                vec![
+                    "member".into(),
+                    "remove".into(),
+                    l.id("<id of http://127.0.0.1:S0>"),
+                ]
+            }),
+        ),
+        (
+            "remove it again",
+            Box::new(|l| {
+                vec![
+                    "member".into(),
+                    "remove".into(),
+                    l.id("<id of http://127.0.0.1:S0>"),
+                ]
+            }),
+        ),
+        (
+            "update the removed member",
+            Box::new(|l| {
+                vec![
+                    "member".into(),
+                    "update".into(),
+                    l.id("<id of http://127.0.0.1:S0>"),
+                    "http://127.0.0.1:1".into(),
+                ]
+            }),
+        ),
+        // PEER1: the second member's peer URL, filled in per cluster below.
+        (
+            "add an existing peer URL",
+            fixed(&["member", "add", "dup", "PEER1"]),
+        ),
+        ("list at the end", fixed(&["member", "list"])),
+        ("health at the end", fixed(&["cluster-health"])),
+    ];
+    let mut diffs = Vec::new();
+    let mut codes = Vec::new();
+    for (label, args) in &steps {
+        let mut seen = Vec::new();
+        for (side, c) in clusters.iter().enumerate() {
+            let mut a = args(&labels[side]);
+            for x in a.iter_mut() {
+                if x == "PEER1" {
+                    *x = c.members[1].peer_url();
+                }
+            }
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            let o = etcdctl(&c.members[0].client_url(), true, &refs);
+            if o.stdout.contains("isLeader=") {
+                assert_eq!(
+                    o.stdout.matches("isLeader=true").count(),
+                    1,
+                    "{label}: {}",
+                    o.stdout
+                );
+            }
+            labels[side].learn_ids(&c.members[0]);
+            seen.push((
+                o.code,
+                canonical(&labels[side].apply(&o.stdout)),
+                canonical(&labels[side].apply(&o.stderr)),
+            ));
+        }
+        codes.push(seen[0].0);
+        if seen[0] != seen[1] {
+            diffs.push(format!(
+                "{label}:\n  etcd: {:?}\n    {}: {:?}",
+                seen[0],
+                support::target().label(),
+                seen[1]
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "etcdctl differs:\n{}", diffs.join("\n"));
+    // What etcd answered is what the script means: the successes succeeded.
+    assert_eq!(codes, [0, 0, 0, 0, 5, 0, 0, 1, 1, 1, 0, 0], "exit codes");
 }
