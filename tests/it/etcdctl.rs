@@ -385,8 +385,9 @@ fn etcdctl_member_commands_on_three_members_match_etcd() {
         }
     }
     let clusters = [&mut reference, &mut tested];
-    type Step = (&'static str, Box<dyn Fn(&Labels) -> Vec<String>>);
-    let fixed = |a: &'static [&'static str]| -> Box<dyn Fn(&Labels) -> Vec<String>> {
+    type Args = Box<dyn Fn(&Labels) -> Vec<String>>;
+    type Step = (&'static str, Args);
+    let fixed = |a: &'static [&'static str]| -> Args {
         Box::new(move |_| a.iter().map(|s| s.to_string()).collect())
     };
     let s0 = spare[0].clone();
