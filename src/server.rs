@@ -200,6 +200,39 @@ fn moved_record(config: &ServerConfig, me: u64, members: &[MemberRecord]) -> Opt
     })
 }
 
+// A member removed while it was down learns it from the first peer it dials, and stops as
+// a member that applied its own removal does (the node watcher ends the process).
+fn removal_notice(http: &crate::peer_http::PeerHttpContext) -> crate::transport::tcp::Removal {
+    let storage = Arc::clone(&http.storage);
+    let node = Arc::clone(&http.node);
+    crate::transport::tcp::Removal {
+        is_removed: Arc::new(move |id| {
+            match storage.read().and_then(|view| view.removed_members()) {
+                Ok(removed) => removed.contains(&id),
+                Err(e) => {
+                    log::warn!("cannot read the removed members: {e}");
+                    false
+                }
+            }
+        }),
+        removed_self: Arc::new(move |reason| {
+            let Some(handle) = node.get() else {
+                return;
+            };
+            if !handle
+                .status
+                .removed
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                log::warn!(
+                    "{reason}: this member was removed while it was away: stopping; its id is never used again (to bring this board back, empty its data dir, then add it as a new member or start it with --join)"
+                );
+                handle.shutdown();
+            }
+        }),
+    }
+}
+
 fn start_transport(
     config: &ServerConfig,
     identity: Identity,
@@ -214,6 +247,7 @@ fn start_transport(
         .filter(|m| m.id != identity.member_id)
         .map(|m| (m.id, m.peer_urls.clone()))
         .collect();
+    let removal = removal_notice(&http);
     let transport = TcpTransport::start(
         PeerConfig {
             member_id: identity.member_id,
@@ -221,6 +255,7 @@ fn start_transport(
             listen: config.listen_peer_urls.iter().map(|u| u.addr).collect(),
             peers,
             http: Some(crate::peer_http::peer_http(http)),
+            removal: Some(removal),
         },
         deliver,
     );

@@ -146,6 +146,20 @@ impl Hello {
     }
 }
 
+/// What a refusal says when the dialer was removed from the cluster: the dialer recognises
+/// it and stops (etcd's removed member hears the same from its peers and exits).
+const REMOVED: &str = "has been permanently removed from the cluster";
+
+/// The refusal of member `from`, removed from cluster `cluster_id`.
+pub fn removed_reason(from: NodeId, cluster_id: u64) -> String {
+    format!("member {from:x} {REMOVED} {cluster_id:x}")
+}
+
+/// Whether a refusal says the dialer was removed.
+pub fn says_removed(reason: &str) -> bool {
+    reason.contains(REMOVED)
+}
+
 impl HelloReply {
     /// The connection is taken.
     pub fn accept() -> HelloReply {

@@ -92,6 +92,27 @@ pub struct PeerConfig {
     pub peers: Vec<(NodeId, Vec<String>)>,
     /// Who answers HTTP requests on the peer port (none: they are refused as bad frames).
     pub http: Option<PeerHttp>,
+    /// How removed members are told so, and how this one learns it was (none: a member
+    /// that is not a peer is only refused).
+    pub removal: Option<Removal>,
+}
+
+/// The removed-member notice: a member removed while it was down comes back with a data
+/// dir that still lists it, and nothing in the log it can still receive tells it.
+#[derive(Clone)]
+pub struct Removal {
+    /// Whether member `id` was removed from this cluster (asked for a dialer that is not a
+    /// peer; the answer comes from the applied membership).
+    pub is_removed: Arc<dyn Fn(NodeId) -> bool + Send + Sync>,
+    /// Called when a peer refuses this member because it was removed, with the peer's
+    /// words.
+    pub removed_self: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl fmt::Debug for Removal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Removal")
+    }
 }
 
 /// Why the transport could not start.
@@ -224,6 +245,7 @@ struct Shared {
     delivered: AtomicU64,
     refused: AtomicU64,
     bad_input: AtomicU64,
+    removal: Option<Removal>,
 }
 
 impl Shared {
@@ -259,7 +281,10 @@ impl TcpTransport {
             listeners.push((Async::new(listener).map_err(listen_err)?, bound));
             local_addrs.push(bound);
         }
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            removal: config.removal.clone(),
+            ..Shared::default()
+        });
         let (control, changes) = channel::unbounded();
         let inbound = InboundConfig {
             me: config.member_id,
@@ -425,6 +450,7 @@ impl Transport for TcpTransport {
             listen: Vec::new(),
             peers: peers.to_vec(),
             http: None,
+            removal: None,
         };
         let targets = check_members(&config).map_err(|e| e.to_string())?;
         self.replace_peers(targets);

@@ -212,6 +212,45 @@ fn members_are_added_refused_and_removed_as_etcd_does() {
     }
 }
 
+/// A member removed while it was down still finds itself in its data dir when it comes
+/// back; its peers tell it, and it stops (etcd's does too) instead of running refused.
+#[test]
+fn a_member_removed_while_down_stops_when_it_comes_back() {
+    let kind = support::target();
+    let mut c = Cluster::start(kind, 3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let away = (leader + 1) % 3;
+    write(&c.members[leader], "k1", "v1");
+    wait_started(&c.members[leader], 3);
+    let id = id_of(&c.members[leader], &c.members[away].name);
+    c.members[away].stop();
+    let r = request(
+        &c.members[leader],
+        "DELETE",
+        &format!("/v2/members/{id}"),
+        "",
+    );
+    assert_eq!(r.status, 204, "{}", r.dump());
+    c.members[away].spawn_now();
+    let exit = c.members[away].wait_exit(Duration::from_secs(30));
+    assert!(
+        exit.is_some(),
+        "a removed member kept running: {}",
+        c.members[away].log()
+    );
+    if kind == Kind::Pikv {
+        assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+        let log = c.members[away].log();
+        assert!(log.contains("removed while it was away"), "{log}");
+    }
+    let rest: Vec<usize> = (0..3).filter(|i| *i != away).collect();
+    write(&c.members[rest[0]], "k2", "v2");
+    for &i in &rest {
+        assert_eq!(member_ids(&c.members[i]).len(), 2, "{}", c.members[i].name);
+        assert_has(&c.members[i], "k2", "v2");
+    }
+}
+
 #[test]
 fn removing_the_leader_hands_over_and_its_process_ends() {
     let kind = support::target();

@@ -230,7 +230,24 @@ async fn accept_handshake(
         member_id: config.me,
         peers: &peers,
     };
-    let judged = Hello::decode(payload).and_then(|hello| hello.check(&expect).map(|()| hello));
+    let judged = Hello::decode(payload).and_then(|hello| {
+        let removed = |id| {
+            !peers.contains(&id)
+                && hello.cluster_id == config.cluster_id
+                && config
+                    .shared
+                    .removal
+                    .as_ref()
+                    .is_some_and(|r| (r.is_removed)(id))
+        };
+        if removed(hello.from) {
+            return Err(crate::transport::handshake::removed_reason(
+                hello.from,
+                config.cluster_id,
+            ));
+        }
+        hello.check(&expect).map(|()| hello)
+    });
     let reply = match &judged {
         Ok(_) => HelloReply::accept(),
         Err(reason) => {

@@ -90,6 +90,11 @@ pub(super) async fn run_link(link: Link) {
                 link.set_down();
                 backoff.refused();
                 log.failed(&reason);
+                if crate::transport::handshake::says_removed(&reason) {
+                    if let Some(r) = &link.shared.removal {
+                        (r.removed_self)(&reason);
+                    }
+                }
             }
             Err(DialError::Failed(reason)) => {
                 link.set_down();

@@ -16,6 +16,7 @@ use std::sync::mpsc;
 
 const A: NodeId = 0xa1;
 const B: NodeId = 0xb2;
+const C: NodeId = 0xc3;
 const CLUSTER: u64 = 0xc1;
 const DEADLINE: Duration = Duration::from_secs(3);
 
@@ -47,6 +48,7 @@ impl Member {
             listen: vec![listen],
             peers: peers.iter().map(|(id, u)| (*id, vec![u.clone()])).collect(),
             http: None,
+            removal: None,
         };
         let t = TcpTransport::start(
             config,
@@ -423,6 +425,7 @@ fn a_port_in_use_fails_start_naming_it() {
         listen: vec![addr],
         peers: vec![],
         http: None,
+        removal: None,
     };
     let err = TcpTransport::start(config, Box::new(|_| {})).unwrap_err();
     assert_eq!(
@@ -440,6 +443,7 @@ fn bad_member_lists_fail_start() {
             listen: vec![],
             peers,
             http: None,
+            removal: None,
         };
         TcpTransport::start(config, Box::new(|_| {})).map(|_| ())
     };
@@ -541,6 +545,7 @@ fn http_requests_on_the_peer_port_go_to_the_handler_and_frames_still_work() {
         listen: vec![loopback()],
         peers: vec![(A, vec![url(closed_port())])],
         http: Some(http),
+        removal: None,
     };
     let t = TcpTransport::start(
         config,
@@ -572,4 +577,51 @@ fn http_requests_on_the_peer_port_go_to_the_handler_and_frames_still_work() {
     s.write_all(&messages_frame(&[heartbeat(A, B, 1)])).unwrap();
     let got = inbox.recv_timeout(DEADLINE).unwrap();
     assert_eq!(got.from, A);
+}
+
+#[test]
+fn a_removed_member_is_told_so_and_an_unknown_one_is_only_refused() {
+    let start = |me: NodeId, listen: SocketAddr, peers: Vec<(NodeId, Vec<String>)>, removal| {
+        let config = PeerConfig {
+            member_id: me,
+            cluster_id: CLUSTER,
+            listen: vec![listen],
+            peers,
+            http: None,
+            removal: Some(removal),
+        };
+        TcpTransport::start(config, Box::new(|_| {})).unwrap()
+    };
+    let (told_tx, told) = mpsc::channel::<(NodeId, String)>();
+    let removal_of = |me: NodeId, removed: Vec<NodeId>| {
+        let told_tx = Mutex::new(told_tx.clone());
+        Removal {
+            is_removed: Arc::new(move |id| removed.contains(&id)),
+            removed_self: Arc::new(move |why| {
+                let _ = told_tx.lock().unwrap().send((me, why.to_string()));
+            }),
+        }
+    };
+    // A knows B was removed; C is simply not A's peer.
+    let a = start(A, loopback(), vec![], removal_of(A, vec![B]));
+    let a_url = url(a.local_addrs()[0]);
+    let _b = start(
+        B,
+        loopback(),
+        vec![(A, vec![a_url.clone()])],
+        removal_of(B, vec![]),
+    );
+    let _c = start(C, loopback(), vec![(A, vec![a_url])], removal_of(C, vec![]));
+    let (who, why) = told.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(who, B, "{why}");
+    assert!(
+        why.contains("member b2 has been permanently removed from the cluster"),
+        "{why}"
+    );
+    // C keeps being refused, and is never told it was removed.
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok((who, why)) = told.try_recv() {
+        assert_eq!(who, B, "{why}");
+    }
+    assert!(a.stats().handshakes_refused >= 2, "{:?}", a.stats());
 }
