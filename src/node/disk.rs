@@ -858,4 +858,63 @@ mod tests {
         assert!(err.to_string().contains("missing"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    // What a snapshot installed and a crash before the WAL restarted leave: LMDB applied
+    // through 20 (the entry at 20 of the snapshot's term), the WAL the old log. A WAL that
+    // ends before 20 ("leapt") or whose entry 20 has another term ("diverged") is not the
+    // log that continues the applied state: it starts afresh, and nothing of it is
+    // replayed. One that agrees at 20 keeps its tail.
+    #[test]
+    fn a_wal_that_a_snapshot_leapt_over_or_diverged_from_starts_afresh() {
+        let cases: [(&str, u64, u64, u64, Vec<Entry>); 3] = [
+            ("leapt", 1, 5, 2, vec![]),
+            ("diverged", 1, 30, 2, vec![]),
+            ("agrees", 2, 30, 2, (21..=30).map(|i| entry(2, i)).collect()),
+        ];
+        for (case, wal_term, wal_last, applied_term, want_tail) in cases {
+            let dir =
+                std::env::temp_dir().join(format!("pikv-disk-leapt-{case}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let hard_state = HardState {
+                term: 2,
+                vote: 0,
+                commit: 20,
+            };
+            {
+                let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+                let recovered = storage.recover().unwrap();
+                let (mut wal, _) = open_log(&storage, &recovered).unwrap();
+                let old: Vec<Entry> = (1..=wal_last).map(|i| entry(wal_term, i)).collect();
+                wal.append(Some(hard_state), &old, true).unwrap();
+                // The installed state: the applied entry, of the snapshot's term.
+                let mut txn = storage.begin().unwrap();
+                txn.append(&entry(applied_term, 20), &[]).unwrap();
+                txn.save_raft_state(&RaftState {
+                    hard_state,
+                    applied: 20,
+                })
+                .unwrap();
+                txn.commit().unwrap();
+            }
+            let mut want_tail = want_tail;
+            for round in ["first open", "reopened"] {
+                let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+                let recovered = storage.recover().unwrap();
+                let (mut wal, log) = open_log(&storage, &recovered).unwrap();
+                assert_eq!(log.raft.applied, 20, "{case} {round}");
+                assert_eq!(log.tail, want_tail, "{case} {round}");
+                let want_last = want_tail
+                    .last()
+                    .map_or((20, applied_term), |e| (e.index, e.term));
+                assert_eq!((log.last_index, log.last_term), want_last, "{case} {round}");
+                assert_eq!(log.raft.hard_state.term, 2, "{case} {round}");
+                if round == "first open" && want_tail.is_empty() {
+                    // The leader's next entry continues the applied one, in the WAL too.
+                    wal.append(None, &[entry(2, 21)], true).unwrap();
+                    want_tail = vec![entry(2, 21)];
+                }
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 }
