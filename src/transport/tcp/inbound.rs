@@ -144,7 +144,11 @@ async fn serve_inbound(inbound: Rc<Inbound>, stream: Async<TcpStream>, remote: S
         accept_handshake(&inbound, &stream, remote),
     );
     let from = match handshake.await {
-        Some(Ok(from)) => from,
+        Some(Ok(from)) => {
+            // It is back: this member's link to it need not wait out its backoff.
+            inbound.config.shared.wake_link(from);
+            from
+        }
         Some(Err(())) => return,
         None => {
             log::debug!(

@@ -25,6 +25,8 @@ pub(super) struct Link {
     pub(super) peer: NodeId,
     pub(super) urls: Vec<PeerUrl>,
     pub(super) queue: Receiver<Message>,
+    /// Rung when the peer connects to this member (see `Shared::wake_link`).
+    pub(super) wake: Receiver<()>,
     pub(super) state: Arc<AtomicU8>,
     pub(super) shared: Arc<Shared>,
 }
@@ -49,8 +51,10 @@ impl Link {
     }
 
     fn set_up(&self) {
-        // Messages that slipped into the queue while the link was down are stale.
+        // Messages that slipped into the queue while the link was down are stale, and so
+        // is a ring of the bell: the peer is reached.
         self.discard_queued();
+        while self.wake.try_recv().is_ok() {}
         self.state.store(LINK_UP, Ordering::Release);
         self.shared.health.up(self.peer);
     }
@@ -101,7 +105,24 @@ pub(super) async fn run_link(link: Link) {
                 log.failed(&reason);
             }
         }
-        Timer::after(backoff.next_delay()).await;
+        let delay = backoff.next_delay();
+        let rung = future::or(
+            async {
+                Timer::after(delay).await;
+                false
+            },
+            async {
+                match link.wake.recv().await {
+                    Ok(()) => true,
+                    // The transport dropped the bell with the link: wait out the delay.
+                    Err(_) => future::pending().await,
+                }
+            },
+        )
+        .await;
+        if rung {
+            backoff.reset();
+        }
     }
 }
 
