@@ -148,15 +148,22 @@ sizes: static armv7 aarch64 ## build every binary and print its stripped size
 		[ -f $$f ] && printf '%10d  %s\n' $$(stat -c %s $$f) $$f; \
 	done; true
 
-bench: build ## side-by-side benchmark of pikv and etcd 3.4 (../shared/bench)
+# CLUSTER_BENCH_ARGS: extra flags for bench/cluster_bench.py (e.g. --quick, --catchup-reps 5).
+CLUSTER_BENCH_ARGS ?=
+
+bench: build ## side-by-side benchmarks of pikv and etcd 3.4 (../shared/bench, then bench/cluster_bench.py)
 	$(call need,python3,install python3)
 	$(call need,wrk,run 'make setup' (Debian package wrk))
 	@test -f $(SHARED)/bench/v2bench.py || { echo "make: missing $(SHARED)/bench/v2bench.py (set SHARED=...)" >&2; exit 1; }
 	@if [ -x $(ETCD) ]; then \
 		set -x; python3 $(SHARED)/bench/v2bench.py --server etcd='$(ETCD) --enable-v2' \
-			--server pikv=$(CURDIR)/target/release/pikv --sizes 1,3 --json bench-pikv-vs-etcd.json; \
+			--server pikv=$(CURDIR)/target/release/pikv --sizes 1,3 --json bench-pikv-vs-etcd.json && \
+		python3 bench/cluster_bench.py --server etcd='$(ETCD) --enable-v2' \
+			--server pikv=$(CURDIR)/target/release/pikv --json bench-cluster.json $(CLUSTER_BENCH_ARGS); \
 	else \
 		echo "make bench: $(ETCD) not installed; measuring pikv alone (run 'make setup' for the etcd comparison)" >&2; \
 		set -x; python3 $(SHARED)/bench/v2bench.py --server pikv=$(CURDIR)/target/release/pikv \
-			--sizes 1,3 --json bench-pikv-vs-etcd.json; \
+			--sizes 1,3 --json bench-pikv-vs-etcd.json && \
+		python3 bench/cluster_bench.py --server pikv=$(CURDIR)/target/release/pikv \
+			--json bench-cluster.json $(CLUSTER_BENCH_ARGS); \
 	fi
