@@ -705,7 +705,7 @@ def catchup_rows(a):
         ("to_version_s", "restart -> GET /version answered", "s", lambda r: r["restart_to_version_s"], None),
         ("to_health_s", "restart -> /health true", "s", lambda r: r["restart_to_health_s"], None),
         ("to_caught_up_s", "restart -> caught up (last value, index)", "s", lambda r: r["restart_to_caught_up_s"], 1.0),
-        ("after_version_s", "  of which after /version (catch-up proper)", "s", lambda r: r["catch_up_after_version_s"], 1.0),
+        ("after_version_s", "  of which after /version (catch-up proper)", "s", lambda r: r["catch_up_after_version_s"], None),
         ("follower_disk_mib", "follower data dir after, allocated", "MiB",
          lambda r: r["after"]["disk"][r["follower"]]["allocated"] / MiB, None),
         ("follower_hwm_mib", "follower VmHWM after catch-up", "MiB",
