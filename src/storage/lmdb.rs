@@ -1,5 +1,5 @@
 //! LMDB through heed: the only module that uses heed (with `snapshot`, its state streamed
-//! out and installed). One environment in
+//! out and installed, and `backup`, a running member's copied). One environment in
 //! `<data-dir>/member/`: the meta records (format, identity, Raft state, the store's index)
 //! in the main database, and the databases `log` (entries with their events), `nodes` and
 //! `ttl`. The apply thread's batch is one write transaction and one commit (data pages
@@ -14,6 +14,7 @@ use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithTls};
 use std::path::{Path, PathBuf};
 
+pub mod backup;
 pub mod snapshot;
 
 type Db = Database<Bytes, Bytes>;
@@ -126,8 +127,9 @@ impl LmdbStorage {
             options.flags(heed::EnvFlags::NO_READ_AHEAD | heed::EnvFlags::NO_META_SYNC);
         }
         // SAFETY: heed's conditions for opening a memory map: this process owns the data dir
-        // (nothing else modifies data.mdb while it is mapped), pikv keeps read transactions
-        // short, and a data dir on a network filesystem is documented as unsupported.
+        // (nothing else modifies data.mdb while it is mapped; `pikv backup` only reads it,
+        // through LMDB's lock file, see `backup`), pikv keeps read transactions short, and a
+        // data dir on a network filesystem is documented as unsupported.
         #[allow(unsafe_code)]
         let env = unsafe { options.open(&dir) }.map_err(|e| match e {
             heed::Error::Io(ref io) if io.raw_os_error() == Some(12) => StorageError::new(

@@ -261,6 +261,31 @@ impl Wal {
         Ok(())
     }
 
+    /// What the WAL in `dir` holds, read without changing anything there: `pikv backup`
+    /// reads the WAL of a running member, whose WAL thread keeps appending, recycling and
+    /// (after a snapshot install) restarting it meanwhile. A segment that goes between the
+    /// listing and its reading is an error (`NotFound`); the caller reads again. A missing
+    /// directory is an empty WAL.
+    pub fn read_only(dir: &Path) -> Result<WalReplay, StorageError> {
+        let mut replay = WalReplay::default();
+        if !dir.exists() {
+            return Ok(replay);
+        }
+        // A complete restart segment replaces every one before it (as `finish_restart`
+        // would make it at the next open).
+        let ready = dir.join(RESTART);
+        if ready.exists() {
+            if let Some(seq) = read_first_seq(&ready)? {
+                replay_segment(seq, &ready, &mut replay)?;
+                return Ok(replay);
+            }
+        }
+        for seq in list_segments(dir)? {
+            replay_segment(seq, &dir.join(segment_name(seq)), &mut replay)?;
+        }
+        Ok(replay)
+    }
+
     /// How many segment files the WAL holds now.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
