@@ -95,6 +95,10 @@ pub struct ServerConfig {
     /// `--serializable-reads` (pikv's own), default false: plain GETs are linearizable
     /// (ReadIndex); with it they are served from local state, as etcd 2.x did.
     pub serializable_reads: bool,
+    /// `--force-new-cluster`, default false: start as a one-member cluster from the data dir
+    /// (a backup, or the last member of a cluster that lost its quorum), keeping its data
+    /// and ids (`node::force`).
+    pub force_new_cluster: bool,
     /// `--debug`, default false.
     pub debug: bool,
     /// Info; Debug with `--debug`; else `--log-level` (panic and fatal map to Error).
@@ -724,6 +728,7 @@ fn build(
     let strict_reconfig_check = boolean("strict-reconfig-check", &f.strict_reconfig_check, true)?;
     let debug = boolean("debug", &f.debug, false)?;
     let serializable_reads = boolean("serializable-reads", &f.serializable_reads, false)?;
+    let force_new_cluster = boolean("force-new-cluster", &f.force_new_cluster, false)?;
     let log_level = if debug {
         log::LevelFilter::Debug
     } else {
@@ -759,6 +764,7 @@ fn build(
         cors,
         strict_reconfig_check,
         serializable_reads,
+        force_new_cluster,
         debug,
         log_level,
     })
@@ -815,6 +821,10 @@ Clustering:
     Token mixed into member and cluster ids during bootstrap.
   --strict-reconfig-check 'true'
     Reject membership changes that would cause quorum loss.
+  --force-new-cluster 'false'
+    Start as a one-member cluster from the data dir (a backup, or the last
+    member of a cluster that lost quorum), keeping its keys, indexes and ids;
+    the other members are recorded as removed. Drop the flag once it started.
   --serializable-reads 'false'
     (pikv) Serve plain GETs from local state, as etcd 2.x did; by default they
     are linearizable (quorum=true always is).
