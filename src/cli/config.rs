@@ -782,6 +782,8 @@ Usage:
     Start a pikv server (etcd v2 API, etcd's flags and ETCD_* variables).
   pikv --version
     Show the version of pikv.
+  pikv backup --data-dir <dir> --backup-dir <dir>
+    Copy a (running) member's data dir into a backup (`pikv backup --help`).
   pikv -h | --help
     Show this help.
 
