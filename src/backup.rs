@@ -150,6 +150,9 @@ fn write_backup(data_dir: &Path, backup_dir: &Path) -> Result<BackupSummary, Sto
         .len();
     let map = (bytes.div_ceil(4096) * 4096).saturating_add(MAP_ROOM_BYTES);
     let storage = LmdbStorage::open(backup_dir, map)?;
+    // The mark before the WAL: a backup cut short (killed) has no WAL, which every start
+    // refuses, and one with a WAL is marked, so it never starts as the member it copies.
+    storage.mark_backup(data_dir)?;
     let recovered = storage.recover()?;
     let identity = recovered.identity.ok_or_else(|| {
         refuse(
@@ -172,7 +175,6 @@ fn write_backup(data_dir: &Path, backup_dir: &Path) -> Result<BackupSummary, Sto
     let (mut wal, _) = Wal::open(&storage.wal_dir())?;
     wal.append(Some(hard_state), &tail, true)?;
     drop(wal);
-    storage.mark_backup(data_dir)?;
     let etcd_index = V2Store::current_index(&storage.read()?)?;
     for dir in [backup_dir.join("member"), backup_dir.to_path_buf()] {
         std::fs::File::open(&dir)

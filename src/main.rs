@@ -19,7 +19,8 @@ fn main() -> ExitCode {
         return ExitCode::from(pikv::ctl::run(prog, &ctl_args, &env, io));
     }
     // `pikv backup ...`: a one-shot copy of a data dir; like the client, it dies of Ctrl+C
-    // as usual (a partial backup is never marked complete: its WAL and mark come last).
+    // as usual (a backup cut short has no WAL yet, and no start accepts it; the member
+    // clears the reader slot it leaves behind at its next compaction).
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("backup") {
         return backup(&argv[1..]);

@@ -123,6 +123,16 @@ pub fn copy_env(data_dir: &Path, backup_dir: &Path) -> Result<(), StorageError> 
 }
 
 impl LmdbStorage {
+    /// Frees the reader slots of processes that ended inside a read transaction: a
+    /// `pikv backup` killed while it copied leaves one, and until it is freed the pages
+    /// its transaction saw are never reused (the file grows towards the quota). Returns
+    /// how many were freed.
+    pub fn clear_stale_readers(&self) -> Result<usize, StorageError> {
+        self.env
+            .clear_stale_readers()
+            .map_err(|e| self.err("check reader slots", e))
+    }
+
     /// Marks this data dir as a backup of `source` (durably): it then starts only with
     /// `--force-new-cluster`.
     pub fn mark_backup(&self, source: &Path) -> Result<(), StorageError> {
