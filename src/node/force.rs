@@ -236,6 +236,39 @@ pub(crate) mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    // Its own removal was in the WAL, not yet applied: applied with the rest, then the
+    // member is the cluster (not listed as removed).
+    #[test]
+    fn a_member_whose_removal_was_under_way_is_the_cluster_afterwards() {
+        let dir = std::env::temp_dir().join(format!("pikv-force-rm-{}", std::process::id()));
+        member_of_three(&dir);
+        {
+            let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+            let recovered = storage.recover().unwrap();
+            let (mut wal, _) = disk::open_log(&storage, &recovered).unwrap();
+            let removal = Entry {
+                term: 2,
+                index: 7,
+                payload: Payload::Membership {
+                    change: ConfChange::RemoveVoter(1),
+                    context: Vec::new(),
+                },
+            };
+            wal.append(None, &[removal], true).unwrap();
+        }
+        let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+        let forced = force_new_cluster(&storage, &record(1)).unwrap().unwrap();
+        assert_eq!((forced.from_wal, forced.last_index), (4, 7));
+        assert_eq!(forced.removed, vec![2, 3, 4]);
+        assert_eq!(storage.recover().unwrap().members, vec![record(1)]);
+        assert_eq!(
+            storage.read().unwrap().removed_members().unwrap(),
+            vec![2, 3, 4]
+        );
+        drop(storage);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn an_empty_data_dir_has_nothing_to_force() {
         let dir = std::env::temp_dir().join(format!("pikv-force-empty-{}", std::process::id()));

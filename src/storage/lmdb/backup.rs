@@ -198,6 +198,9 @@ impl LmdbStorage {
         } else {
             format::decode("removed members record", &removed_bytes)?
         };
+        // A member being removed (its removal in the WAL tail just applied) that is forced
+        // stays: it is the cluster now.
+        removed.retain(|id| *id != me.id);
         let mut removed_now = Vec::new();
         for m in members.iter().filter(|m| m.id != me.id) {
             if !removed.contains(&m.id) {
