@@ -240,10 +240,21 @@ fn start_transport(
     Ok(Box::new(transport))
 }
 
+/// `--force-new-cluster` on a data dir that holds no member. etcd then bootstraps as if the
+/// flag were not given; pikv refuses, because the flag is given to restore data, and a
+/// mistyped path or a backup cut short would otherwise start an empty cluster in its place.
+fn no_member_to_force(config: &ServerConfig) -> ServerError {
+    ServerError(format!(
+        "--force-new-cluster: data dir {} holds no member (give the data dir of a member or \
+         a backup made by `pikv backup`; without the flag an empty data dir bootstraps a new \
+         cluster)",
+        config.data_dir.display()
+    ))
+}
+
 /// `--force-new-cluster` on a bootstrapped data dir: makes it a one-member cluster
 /// (`node::force`) and returns its identity. Without the flag, refuses a backup (it would
-/// start as the member it was copied from, beside that member); with it, on an empty data
-/// dir, there is nothing to force and the member bootstraps as usual (as etcd does).
+/// start as the member it was copied from, beside that member).
 fn maybe_force_new_cluster(
     config: &ServerConfig,
     storage: &LmdbStorage,
@@ -260,11 +271,7 @@ fn maybe_force_new_cluster(
         return Ok(None);
     }
     let Some(found) = found else {
-        log::warn!(
-            "--force-new-cluster: data dir {} holds no member yet, nothing to force: bootstrapping from --initial-cluster",
-            config.data_dir.display()
-        );
-        return Ok(None);
+        return Err(no_member_to_force(config));
     };
     let me = MemberRecord {
         id: found.member_id,
@@ -272,7 +279,7 @@ fn maybe_force_new_cluster(
         peer_urls: config.initial_advertise_peer_urls.clone(),
     };
     let Some(forced) = node::force::force_new_cluster(storage, &me)? else {
-        return Ok(None);
+        return Err(no_member_to_force(config));
     };
     let removed: Vec<String> = forced.removed.iter().map(|id| format!("{id:x}")).collect();
     log::info!(
@@ -300,6 +307,10 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let notifier = Arc::new(Notifier::from_env());
     let derived = bootstrap_identity(&config)?;
     warn_unresolvable_peers(&config.initial_cluster);
+    // Before the open, which would create an empty data dir.
+    if config.force_new_cluster && !config.data_dir.join("member").join("data.mdb").is_file() {
+        return Err(no_member_to_force(&config));
+    }
     let storage = Arc::new(LmdbStorage::open(
         &config.data_dir,
         config.quota_backend_bytes,

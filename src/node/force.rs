@@ -37,7 +37,7 @@ pub struct Forced {
 /// Makes the data dir of `storage` the data dir of a cluster whose only member is `me`
 /// (same member id and cluster id as recorded; `me` carries the name and peer URLs this
 /// start advertises). `None`: the data dir was never bootstrapped, there is nothing to
-/// force (etcd then bootstraps as usual).
+/// force (the server refuses to start then, see `server::run`).
 ///
 /// The entries of the write-ahead log beyond the applied index are all committed and
 /// applied, the unacknowledged tail included, as etcd's `--force-new-cluster` commits

@@ -381,3 +381,60 @@ fn the_last_member_of_a_cluster_that_lost_quorum_goes_on_alone() {
         let _joiner = add_member(survivor, &name, "after/restart", "1");
     }
 }
+
+/// The refusals, each one line on stderr naming the path: a backup of a directory that is
+/// not a pikv data dir (exit 1, nothing left behind), bad flags (exit 2), and
+/// `--force-new-cluster` on a data dir that holds no member (pikv only: etcd bootstraps a
+/// new cluster then; pikv refuses, since the flag is given to restore data).
+#[test]
+fn backup_and_force_new_cluster_refuse_what_they_cannot_use() {
+    if support::target() == Kind::Etcd {
+        eprintln!("SKIPPED: pikv's own command line (etcd bootstraps an empty data dir)");
+        return;
+    }
+    let tmp = support::TempDir::new("backup-refusals");
+    let not_data = tmp.path().join("not-data");
+    std::fs::create_dir_all(&not_data).unwrap();
+    let into = tmp.path().join("into");
+    let out = support::run_pikv(
+        &[
+            "backup",
+            "--data-dir",
+            not_data.to_str().unwrap(),
+            "--backup-dir",
+            into.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.starts_with("pikv: "), "{out:?}");
+    assert!(out.stderr.contains(not_data.to_str().unwrap()), "{out:?}");
+    assert!(out.stderr.contains("not a pikv data dir"), "{out:?}");
+    assert!(!into.exists(), "a failed backup leaves nothing");
+
+    let out = support::run_pikv(&["backup", "--data-dir", "x"], &[]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--backup-dir is required"), "{out:?}");
+    let out = support::run_pikv(&["backup", "--help"], &[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("--force-new-cluster"), "{out:?}");
+
+    let empty = tmp.path().join("empty.data");
+    let out = support::run_pikv(
+        &[
+            "--force-new-cluster",
+            "--data-dir",
+            empty.to_str().unwrap(),
+            "--listen-client-urls",
+            "http://127.0.0.1:0",
+            "--advertise-client-urls",
+            "http://127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("holds no member"), "{out:?}");
+    assert!(out.stderr.contains(empty.to_str().unwrap()), "{out:?}");
+    assert!(!empty.exists(), "nothing is created");
+}
