@@ -142,6 +142,7 @@ impl LmdbStorage {
             ),
             other => io_err("open data dir", &dir, other),
         })?;
+        refuse_truncated(&env, &dir)?;
         let mut wtxn = env
             .write_txn()
             .map_err(|e| io_err("begin setup", &dir, e))?;
@@ -545,6 +546,27 @@ fn append_or_put(txn: &mut RwTxn, db: Db, key: &[u8], value: &[u8]) -> Result<()
 
 fn page_size() -> u64 {
     4096
+}
+
+/// Refuses a data.mdb shorter than the pages its meta page says are in use (a copy cut
+/// short, a file truncated by a full disk): LMDB would read them through the map, past the
+/// end of the file, and the process would die of SIGBUS instead of saying why.
+fn refuse_truncated(env: &Env<WithTls>, dir: &Path) -> Result<(), StorageError> {
+    let data = dir.join("data.mdb");
+    let len = std::fs::metadata(&data)
+        .map_err(|e| StorageError::new("stat", &data, StorageErrorKind::Io(e.to_string())))?
+        .len();
+    let used = (env.info().last_page_number as u64 + 1).saturating_mul(page_size());
+    if len < used {
+        return Err(StorageError::new(
+            "check data dir",
+            &data,
+            StorageErrorKind::Corrupt(format!(
+                "the file has {len} bytes but its pages in use end at byte {used} (truncated)"
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses an etcd data dir (or any dir with a `member/` that is not pikv's) before LMDB

@@ -110,15 +110,25 @@ pub fn copy_env(data_dir: &Path, backup_dir: &Path) -> Result<(), StorageError> 
             StorageErrorKind::Io(e.to_string()),
         )
     })?;
+    // Copied under another name, renamed once complete and synced: a copy cut short (the
+    // process killed) must not be a data.mdb, whose meta page would promise pages the file
+    // does not have.
+    let partial = target_dir.join("data.mdb.partial");
     let target = target_dir.join("data.mdb");
     // Compacted: only the pages in use, renumbered, so the copy is as small as the data
     // (the member's file keeps freed pages and preallocated zeros).
     let file = env
-        .copy_to_path(&target, CompactionOption::Enabled)
-        .map_err(|e| io_err("copy data.mdb", &target, e))?;
-    file.sync_all().map_err(|e| {
-        StorageError::new("sync backup", &target, StorageErrorKind::Io(e.to_string()))
-    })?;
+        .copy_to_path(&partial, CompactionOption::Enabled)
+        .map_err(|e| io_err("copy data.mdb", &partial, e))?;
+    let io = |op: &str, path: &Path, e: std::io::Error| {
+        StorageError::new(op, path, StorageErrorKind::Io(e.to_string()))
+    };
+    file.sync_all()
+        .map_err(|e| io("sync backup", &partial, e))?;
+    std::fs::rename(&partial, &target).map_err(|e| io("name backup", &target, e))?;
+    std::fs::File::open(&target_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("sync backup dir", &target_dir, e))?;
     Ok(())
 }
 
@@ -236,5 +246,46 @@ impl LmdbStorage {
             .map_err(|e| self.err("commit force-new-cluster", e))?;
         self.sync()?;
         Ok(removed_now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Storage, StorageTxn};
+
+    // What a copy cut short would be if it had been named data.mdb: refused with a reason,
+    // where LMDB would have died of SIGBUS.
+    #[test]
+    fn a_truncated_data_file_is_refused_not_mapped_past_its_end() {
+        let dir = std::env::temp_dir().join(format!("pikv-truncated-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+            let mut txn = storage.begin().unwrap();
+            for i in 1..=2_000u64 {
+                let entry = crate::raft::Entry {
+                    term: 1,
+                    index: i,
+                    payload: crate::raft::Payload::Command(vec![7; 600]),
+                };
+                txn.append(&entry, &[]).unwrap();
+            }
+            txn.commit().unwrap();
+            storage.sync().unwrap();
+        }
+        let data = dir.join("member").join("data.mdb");
+        // Beyond the preallocated zeros too: down to a tenth of what LMDB uses.
+        let used = {
+            let storage = LmdbStorage::open(&dir, 64 << 20).unwrap();
+            (storage.env.info().last_page_number as u64 + 1) * 4096
+        };
+        let file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+        file.set_len(used / 10).unwrap();
+        drop(file);
+        let err = LmdbStorage::open(&dir, 64 << 20).err().expect("refused");
+        assert!(err.to_string().contains("truncated"), "{err}");
+        assert!(err.to_string().contains("data.mdb"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
