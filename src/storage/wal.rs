@@ -660,6 +660,38 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    // What `pikv backup` reads of a live member's WAL: the same as an open replays, a
+    // complete restart segment in place of the older ones, and nothing changed on disk.
+    #[test]
+    fn a_read_only_replay_sees_what_an_open_would_and_changes_nothing() {
+        let dir = tmp("read-only");
+        assert_eq!(Wal::read_only(&dir).unwrap(), WalReplay::default());
+        assert!(!dir.exists(), "a missing WAL is not created");
+        {
+            let (mut wal, _) = Wal::open(&dir).unwrap();
+            wal.append(Some(hs(1, 1)), &[entry(1, 1, 10), entry(1, 2, 10)], true)
+                .unwrap();
+        }
+        let seen = Wal::read_only(&dir).unwrap();
+        assert_eq!(seen.entries.len(), 2);
+        assert_eq!(seen.hard_state, Some(hs(1, 1)));
+        // A restart that was complete when the member stopped (or is being finished now).
+        let bytes = encode(&Record {
+            seq: 2,
+            hard_state: Some(hs(2, 50)),
+            entries: vec![entry(2, 51, 10)],
+        })
+        .unwrap();
+        std::fs::write(dir.join(RESTART), bytes).unwrap();
+        let seen = Wal::read_only(&dir).unwrap();
+        assert_eq!(seen.hard_state, Some(hs(2, 50)));
+        assert_eq!(seen.entries, vec![entry(2, 51, 10)]);
+        assert!(dir.join(RESTART).exists() && dir.join(segment_name(1)).exists());
+        let (_, opened) = Wal::open(&dir).unwrap();
+        assert_eq!(opened, seen);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_gap_between_segments_is_reported_as_damage() {
         let dir = tmp("gap");
