@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod ctl;
 pub mod join;

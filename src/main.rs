@@ -18,10 +18,17 @@ fn main() -> ExitCode {
         };
         return ExitCode::from(pikv::ctl::run(prog, &ctl_args, &env, io));
     }
+    // `pikv backup ...`: a one-shot copy of a data dir; like the client, it dies of Ctrl+C
+    // as usual (a backup cut short has no WAL yet, and no start accepts it; the member
+    // clears the reader slot it leaves behind at its next compaction).
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("backup") {
+        return backup(&argv[1..]);
+    }
     // Before any thread exists, so every thread inherits the blocked mask (util::signal).
     pikv::util::signal::block_termination_signals();
     pikv::util::memory::limit_malloc_arenas();
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = argv;
     // In a container `docker run <image> etcd -name ...` names the program first, as etcd's
     // images are run in several tutorials: with pikv as the entrypoint, skip that word.
     if args
@@ -84,6 +91,34 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `pikv backup --data-dir D --backup-dir B`: the summary on stdout, or one line on stderr.
+fn backup(args: &[String]) -> ExitCode {
+    use pikv::cli::backup::{parse_backup_args, BackupInvocation, USAGE};
+    match parse_backup_args(args) {
+        Ok(BackupInvocation::Help) => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Ok(BackupInvocation::Run {
+            data_dir,
+            backup_dir,
+        }) => match pikv::backup::backup(&data_dir, &backup_dir) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pikv: backup failed: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("pikv: {}", e.message);
+            ExitCode::from(e.exit_code)
         }
     }
 }

@@ -276,12 +276,77 @@ fn start_transport(
     Ok(Box::new(transport))
 }
 
+/// `--force-new-cluster` on a data dir that holds no member. etcd then bootstraps as if the
+/// flag were not given; pikv refuses, because the flag is given to restore data, and a
+/// mistyped path or a backup cut short would otherwise start an empty cluster in its place.
+fn no_member_to_force(config: &ServerConfig) -> ServerError {
+    ServerError(format!(
+        "--force-new-cluster: data dir {} holds no member (give the data dir of a member or \
+         a backup made by `pikv backup`; without the flag an empty data dir bootstraps a new \
+         cluster)",
+        config.data_dir.display()
+    ))
+}
+
+/// `--force-new-cluster` on a bootstrapped data dir: makes it a one-member cluster
+/// (`node::force`) and returns its identity. Without the flag, refuses a backup (it would
+/// start as the member it was copied from, beside that member).
+fn maybe_force_new_cluster(
+    config: &ServerConfig,
+    storage: &LmdbStorage,
+    found: Option<Identity>,
+) -> Result<Option<Identity>, ServerError> {
+    if !config.force_new_cluster {
+        if let Some(source) = storage.backup_source()? {
+            return Err(ServerError(format!(
+                "data dir {} is a backup (of {source}) made by `pikv backup`: start it with \
+                 --force-new-cluster, as a new one-member cluster",
+                config.data_dir.display()
+            )));
+        }
+        return Ok(None);
+    }
+    let Some(found) = found else {
+        return Err(no_member_to_force(config));
+    };
+    let me = MemberRecord {
+        id: found.member_id,
+        name: config.name.clone(),
+        peer_urls: config.initial_advertise_peer_urls.clone(),
+    };
+    let Some(forced) = node::force::force_new_cluster(storage, &me)? else {
+        return Err(no_member_to_force(config));
+    };
+    let removed: Vec<String> = forced.removed.iter().map(|id| format!("{id:x}")).collect();
+    log::info!(
+        "--force-new-cluster: member {:x} of cluster {:x} is now the cluster's only member \
+         (removed: {}); the {} write-ahead log entries after applied entry {} were committed \
+         and applied (all it held, as etcd does); the log goes on after entry {}, etcd index {}",
+        found.member_id,
+        found.cluster_id,
+        if removed.is_empty() {
+            "none".to_string()
+        } else {
+            removed.join(", ")
+        },
+        forced.from_wal,
+        forced.applied_before,
+        forced.last_index,
+        forced.etcd_index
+    );
+    Ok(Some(found))
+}
+
 /// Runs the server until SIGTERM/SIGINT, telling systemd (when it started pikv with
 /// `$NOTIFY_SOCKET`) when it is ready, that it is alive, and when it stops.
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let notifier = Arc::new(Notifier::from_env());
     let derived = bootstrap_identity(&config)?;
     warn_unresolvable_peers(&config.initial_cluster);
+    // Before the open, which would create an empty data dir.
+    if config.force_new_cluster && !config.data_dir.join("member").join("data.mdb").is_file() {
+        return Err(no_member_to_force(&config));
+    }
     let storage = Arc::new(LmdbStorage::open(
         &config.data_dir,
         config.quota_backend_bytes,
@@ -294,6 +359,10 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         }
     }
     let mut recovered = storage.recover()?;
+    let forced = maybe_force_new_cluster(&config, &storage, recovered.identity)?;
+    if forced.is_some() {
+        recovered = storage.recover()?;
+    }
     if recovered.identity.is_none() && config.initial_cluster_state == ClusterState::Existing {
         // An empty data dir of a member added to a running cluster: learn who it is and
         // the state from its peers first.
@@ -305,8 +374,11 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             recovered = storage.recover()?;
         }
     }
-    let (identity, members, fresh) =
-        resolve_membership(&config, recovered.identity, recovered.members, derived)?;
+    let (identity, members, fresh) = match forced {
+        // The data dir is the cluster now: --initial-cluster is ignored, as etcd does.
+        Some(identity) => (identity, recovered.members, false),
+        None => resolve_membership(&config, recovered.identity, recovered.members, derived)?,
+    };
     if fresh {
         storage.save_identity(&identity, &members)?;
     }

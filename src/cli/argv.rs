@@ -110,6 +110,7 @@ pub const FLAGS: &[FlagSpec] = &[
     f("strict-reconfig-check", Bool, Argh),
     f("debug", Bool, Argh),
     f("serializable-reads", Bool, Argh),
+    f("force-new-cluster", Bool, Argh),
     f("log-level", Enum(LOG_LEVELS), Argh),
     // Refused by config.rs when they ask for something pikv cannot do.
     f("config-file", Str, Argh),
@@ -193,7 +194,6 @@ pub const FLAGS: &[FlagSpec] = &[
     ),
     f("experimental-warning-apply-duration", Duration, Inert),
     f("unsafe-no-fsync", Bool, Inert),
-    f("force-new-cluster", Bool, Inert),
     // etcd's own ignored flags (etcdmain `ignored`).
     f("cluster-active-size", Ignored, Legacy),
     f("cluster-remove-delay", Ignored, Legacy),

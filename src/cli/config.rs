@@ -98,6 +98,10 @@ pub struct ServerConfig {
     /// `--serializable-reads` (pikv's own), default false: plain GETs are linearizable
     /// (ReadIndex); with it they are served from local state, as etcd 2.x did.
     pub serializable_reads: bool,
+    /// `--force-new-cluster`, default false: start as a one-member cluster from the data dir
+    /// (a backup, or the last member of a cluster that lost its quorum), keeping its data
+    /// and ids (`node::force`).
+    pub force_new_cluster: bool,
     /// `--debug`, default false.
     pub debug: bool,
     /// Info; Debug with `--debug`; else `--log-level` (panic and fatal map to Error).
@@ -769,6 +773,7 @@ fn build(
     let strict_reconfig_check = boolean("strict-reconfig-check", &f.strict_reconfig_check, true)?;
     let debug = boolean("debug", &f.debug, false)?;
     let serializable_reads = boolean("serializable-reads", &f.serializable_reads, false)?;
+    let force_new_cluster = boolean("force-new-cluster", &f.force_new_cluster, false)?;
     let log_level = if debug {
         log::LevelFilter::Debug
     } else {
@@ -805,6 +810,7 @@ fn build(
         cors,
         strict_reconfig_check,
         serializable_reads,
+        force_new_cluster,
         debug,
         log_level,
     })
@@ -822,6 +828,8 @@ Usage:
     Start a pikv server (etcd v2 API, etcd's flags and ETCD_* variables).
   pikv --version
     Show the version of pikv.
+  pikv backup --data-dir <dir> --backup-dir <dir>
+    Copy a (running) member's data dir into a backup (`pikv backup --help`).
   pikv -h | --help
     Show this help.
 
@@ -865,6 +873,10 @@ Clustering:
     data. Ignored once the data dir holds a member. 0.4's -peers means this.
   --strict-reconfig-check 'true'
     Reject membership changes that would cause quorum loss.
+  --force-new-cluster 'false'
+    Start as a one-member cluster from the data dir (a backup, or the last
+    member of a cluster that lost quorum), keeping its keys, indexes and ids;
+    the other members are recorded as removed. Drop the flag once it started.
   --serializable-reads 'false'
     (pikv) Serve plain GETs from local state, as etcd 2.x did; by default they
     are linearizable (quorum=true always is).

@@ -59,6 +59,9 @@ pub struct ServerFlags {
     /// value of --serializable-reads as typed
     #[argh(option, long = "serializable-reads")]
     pub serializable_reads: Option<String>,
+    /// value of --force-new-cluster as typed
+    #[argh(option, long = "force-new-cluster")]
+    pub force_new_cluster: Option<String>,
     /// value of --debug as typed
     #[argh(option, long = "debug")]
     pub debug: Option<String>,

@@ -7,9 +7,11 @@
 //!
 //! `main` calls [`parse_server_args`] with `std::env::args().skip(1)` and
 //! `std::env::vars()`, logs [`Parsed::warnings`], and on [`ConfigError`] prints its message
-//! and exits with its `exit_code`.
+//! and exits with its `exit_code`. `pikv backup` has its own small command line
+//! ([`backup`]).
 
 pub mod argv;
+pub mod backup;
 pub mod config;
 pub mod flags;
 

@@ -466,6 +466,13 @@ impl ApplyThread {
         self.lmdb_durable.store(before, Ordering::SeqCst);
         if let Some((_, last)) = maint.compact {
             self.first_index = last + 1;
+            // Compaction frees pages for reuse, which a dead process's reader slot would
+            // keep from happening.
+            match self.storage.clear_stale_readers() {
+                Ok(0) => {}
+                Ok(n) => log::info!("freed {n} reader slots of processes that have ended"),
+                Err(e) => log::warn!("{e}"),
+            }
         }
         if self.first_index == 0 {
             self.first_index = committed.first().map_or(0, |e| e.index);

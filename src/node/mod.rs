@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod bootstrap;
 mod disk;
+pub mod force;
 mod handle;
 pub mod members;
 pub mod snapshot;

@@ -31,6 +31,9 @@ pub const META_REMOVED: &[u8] = b"removed";
 /// Meta key of the Raft state record (hard state and applied index, side by side so one
 /// commit touches one meta leaf).
 pub const META_RAFT_STATE: &[u8] = b"raft";
+/// Meta key of the mark `pikv backup` leaves in a backup (the data dir it was made from): a
+/// backup starts only with `--force-new-cluster`, never as the member it was copied from.
+pub const META_BACKUP: &[u8] = b"backup";
 /// Prefix of the store's own metadata keys in the meta database.
 pub const META_STORE_PREFIX: &[u8] = b"store/";
 

@@ -1,5 +1,5 @@
 //! LMDB through heed: the only module that uses heed (with `snapshot`, its state streamed
-//! out and installed). One environment in
+//! out and installed, and `backup`, a running member's copied). One environment in
 //! `<data-dir>/member/`: the meta records (format, identity, Raft state, the store's index)
 //! in the main database, and the databases `log` (entries with their events), `nodes` and
 //! `ttl`. The apply thread's batch is one write transaction and one commit (data pages
@@ -14,6 +14,7 @@ use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithTls};
 use std::path::{Path, PathBuf};
 
+pub mod backup;
 pub mod snapshot;
 
 type Db = Database<Bytes, Bytes>;
@@ -126,8 +127,9 @@ impl LmdbStorage {
             options.flags(heed::EnvFlags::NO_READ_AHEAD | heed::EnvFlags::NO_META_SYNC);
         }
         // SAFETY: heed's conditions for opening a memory map: this process owns the data dir
-        // (nothing else modifies data.mdb while it is mapped), pikv keeps read transactions
-        // short, and a data dir on a network filesystem is documented as unsupported.
+        // (nothing else modifies data.mdb while it is mapped; `pikv backup` only reads it,
+        // through LMDB's lock file, see `backup`), pikv keeps read transactions short, and a
+        // data dir on a network filesystem is documented as unsupported.
         #[allow(unsafe_code)]
         let env = unsafe { options.open(&dir) }.map_err(|e| match e {
             heed::Error::Io(ref io) if io.raw_os_error() == Some(12) => StorageError::new(
@@ -140,6 +142,7 @@ impl LmdbStorage {
             ),
             other => io_err("open data dir", &dir, other),
         })?;
+        refuse_truncated(&env, &dir)?;
         let mut wtxn = env
             .write_txn()
             .map_err(|e| io_err("begin setup", &dir, e))?;
@@ -543,6 +546,27 @@ fn append_or_put(txn: &mut RwTxn, db: Db, key: &[u8], value: &[u8]) -> Result<()
 
 fn page_size() -> u64 {
     4096
+}
+
+/// Refuses a data.mdb shorter than the pages its meta page says are in use (a copy cut
+/// short, a file truncated by a full disk): LMDB would read them through the map, past the
+/// end of the file, and the process would die of SIGBUS instead of saying why.
+fn refuse_truncated(env: &Env<WithTls>, dir: &Path) -> Result<(), StorageError> {
+    let data = dir.join("data.mdb");
+    let len = std::fs::metadata(&data)
+        .map_err(|e| StorageError::new("stat", &data, StorageErrorKind::Io(e.to_string())))?
+        .len();
+    let used = (env.info().last_page_number as u64 + 1).saturating_mul(page_size());
+    if len < used {
+        return Err(StorageError::new(
+            "check data dir",
+            &data,
+            StorageErrorKind::Corrupt(format!(
+                "the file has {len} bytes but its pages in use end at byte {used} (truncated)"
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses an etcd data dir (or any dir with a `member/` that is not pikv's) before LMDB

@@ -261,6 +261,31 @@ impl Wal {
         Ok(())
     }
 
+    /// What the WAL in `dir` holds, read without changing anything there: `pikv backup`
+    /// reads the WAL of a running member, whose WAL thread keeps appending, recycling and
+    /// (after a snapshot install) restarting it meanwhile. A segment that goes between the
+    /// listing and its reading is an error (`NotFound`); the caller reads again. A missing
+    /// directory is an empty WAL.
+    pub fn read_only(dir: &Path) -> Result<WalReplay, StorageError> {
+        let mut replay = WalReplay::default();
+        if !dir.exists() {
+            return Ok(replay);
+        }
+        // A complete restart segment replaces every one before it (as `finish_restart`
+        // would make it at the next open).
+        let ready = dir.join(RESTART);
+        if ready.exists() {
+            if let Some(seq) = read_first_seq(&ready)? {
+                replay_segment(seq, &ready, &mut replay)?;
+                return Ok(replay);
+            }
+        }
+        for seq in list_segments(dir)? {
+            replay_segment(seq, &dir.join(segment_name(seq)), &mut replay)?;
+        }
+        Ok(replay)
+    }
+
     /// How many segment files the WAL holds now.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -632,6 +657,38 @@ mod tests {
             indexes,
             (first..=n + SEGMENT_BYTES / per + 1).collect::<Vec<_>>()
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // What `pikv backup` reads of a live member's WAL: the same as an open replays, a
+    // complete restart segment in place of the older ones, and nothing changed on disk.
+    #[test]
+    fn a_read_only_replay_sees_what_an_open_would_and_changes_nothing() {
+        let dir = tmp("read-only");
+        assert_eq!(Wal::read_only(&dir).unwrap(), WalReplay::default());
+        assert!(!dir.exists(), "a missing WAL is not created");
+        {
+            let (mut wal, _) = Wal::open(&dir).unwrap();
+            wal.append(Some(hs(1, 1)), &[entry(1, 1, 10), entry(1, 2, 10)], true)
+                .unwrap();
+        }
+        let seen = Wal::read_only(&dir).unwrap();
+        assert_eq!(seen.entries.len(), 2);
+        assert_eq!(seen.hard_state, Some(hs(1, 1)));
+        // A restart that was complete when the member stopped (or is being finished now).
+        let bytes = encode(&Record {
+            seq: 2,
+            hard_state: Some(hs(2, 50)),
+            entries: vec![entry(2, 51, 10)],
+        })
+        .unwrap();
+        std::fs::write(dir.join(RESTART), bytes).unwrap();
+        let seen = Wal::read_only(&dir).unwrap();
+        assert_eq!(seen.hard_state, Some(hs(2, 50)));
+        assert_eq!(seen.entries, vec![entry(2, 51, 10)]);
+        assert!(dir.join(RESTART).exists() && dir.join(segment_name(1)).exists());
+        let (_, opened) = Wal::open(&dir).unwrap();
+        assert_eq!(opened, seen);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

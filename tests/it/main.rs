@@ -14,6 +14,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod backup;
 mod bad_input;
 mod clock_jump;
 mod cluster;

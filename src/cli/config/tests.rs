@@ -82,6 +82,7 @@ fn defaults() {
             cors: Cors::Any,
             strict_reconfig_check: true,
             serializable_reads: false,
+            force_new_cluster: false,
             debug: false,
             log_level: log::LevelFilter::Info,
         }
@@ -723,6 +724,7 @@ fn usage_lists_every_acted_flag_and_fits_80_columns() {
         "quota-backend-bytes",
         "cors",
         "strict-reconfig-check",
+        "force-new-cluster",
         "debug",
         "log-level",
     ] {
@@ -732,6 +734,18 @@ fn usage_lists_every_acted_flag_and_fits_80_columns() {
             "--{flag} missing from usage"
         );
     }
+}
+
+#[test]
+fn force_new_cluster_is_acted_on_not_warned_about() {
+    let p = parse_env(&["--force-new-cluster"], &[]).unwrap();
+    let Invocation::Server(c) = p.invocation else {
+        panic!("not a server")
+    };
+    assert!(c.force_new_cluster);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert!(!server(&["--force-new-cluster=false"]).force_new_cluster);
+    assert!(server_env(&[], &[("ETCD_FORCE_NEW_CLUSTER", "true")]).force_new_cluster);
 }
 
 #[test]
