@@ -860,11 +860,13 @@ impl Node {
                 let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
             }
         }
-        if self.raft.role() != Role::Leader {
-            let asked: Vec<u64> = self.read_requests.keys().copied().collect();
-            for ctx in asked {
-                let _ = self.raft.read_index(ctx);
-            }
+        // Reads asked of the old leader are asked again, of the new one (this member
+        // too: a survivor that wins the election answers its own waiting reads instead of
+        // letting them time out). An answer that still comes from the old leader is taken
+        // once; the other is dropped.
+        let asked: Vec<u64> = self.read_requests.keys().copied().collect();
+        for ctx in asked {
+            let _ = self.raft.read_index(ctx);
         }
     }
 

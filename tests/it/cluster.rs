@@ -619,3 +619,58 @@ fn serializable_reads_answer_from_local_state_without_a_quorum() {
     );
     assert_eq!(q.json()["errorCode"], 300, "{}", q.dump());
 }
+
+/// Linearizable reads waiting on the leader when it dies are asked again of the new leader
+/// (the survivor that wins the election included) and answered, not left to time out
+/// (etcd 3.4 fails them with error 300, "request timed out"; pikv answers them).
+#[test]
+fn reads_waiting_when_the_leader_dies_are_answered_by_the_next_one() {
+    let kind = support::target();
+    let mut c = Cluster::start(kind, 3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let r = put(
+        c.members[leader].client_port,
+        "/foo",
+        "bar",
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| c.members[leader].fail(&e));
+    assert!(r.status == 201 || r.status == 200, "{}", r.dump());
+    let survivors: Vec<u16> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| c.members[i].client_port)
+        .collect();
+    // Reads go out to both survivors every 20 ms while the leader is killed.
+    let readers: Vec<_> = (0..16)
+        .map(|n| {
+            let port = survivors[n % 2];
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20 * n as u64));
+                http::try_request(
+                    port,
+                    "GET",
+                    "/v2/keys/foo?quorum=true",
+                    &[],
+                    b"",
+                    Duration::from_secs(30),
+                )
+                .map(|r| (r.status, r.text()))
+                .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    c.members[leader].kill9();
+    for (n, reader) in readers.into_iter().enumerate() {
+        let got = reader
+            .join()
+            .unwrap_or_else(|_| Err("reader panicked".into()));
+        match got {
+            Ok((200, body)) => assert!(body.contains("\"value\":\"bar\""), "read {n}: {body}"),
+            // etcd fails the reads that were on their way to the dead leader (at once, or
+            // after its request timeout).
+            Ok((500, body)) if kind == Kind::Etcd && body.contains("\"errorCode\":300") => {}
+            other => panic!("read {n} of a waiting batch: {other:?}\n{}", c.logs()),
+        }
+    }
+}
