@@ -77,10 +77,18 @@ pub const COMMANDS: &[CommandDef] = &[
         name: "backup",
         usage: "backup an etcd directory",
         args_usage: "",
-        description: "",
-        flags: &[],
-        run: None,
-        connect: Connect::First,
+        description: "Copies a pikv data dir, also of a running member (what `pikv backup`\n\
+                      does); start the copy with `pikv --force-new-cluster`. pikv keeps\n\
+                      its write-ahead log in the data dir: the WAL dir flags are refused.",
+        flags: &[
+            flag(&["data-dir"], Kind::Str, "Path to the etcd data dir"),
+            flag(&["wal-dir"], Kind::Str, "Path to the etcd wal dir"),
+            flag(&["backup-dir"], Kind::Str, "Path to the backup dir"),
+            flag(&["backup-wal-dir"], Kind::Str, "Path to the backup wal dir"),
+            flag(&["with-v3"], Kind::Bool, "Backup v3 backend data"),
+        ],
+        run: Some(super::backup::backup),
+        connect: Connect::Never,
     },
     CommandDef {
         name: "cluster-health",

@@ -18,6 +18,7 @@
 //! It never touches a data dir and starts no server; it only speaks HTTP to endpoints.
 
 pub mod args;
+pub mod backup;
 pub mod client;
 pub mod commands;
 pub mod error;

@@ -438,3 +438,66 @@ fn backup_and_force_new_cluster_refuse_what_they_cannot_use() {
     assert!(out.stderr.contains(empty.to_str().unwrap()), "{out:?}");
     assert!(!empty.exists(), "nothing is created");
 }
+
+/// `pikv ctl backup` (etcdctl's `backup` command) is `pikv backup`: a running member's copy
+/// that `--force-new-cluster` starts with the data. Nothing on stdout, as etcdctl; etcd's
+/// separate WAL directory flags are refused, not ignored.
+#[test]
+fn ctl_backup_copies_a_running_member() {
+    if support::target() == Kind::Etcd {
+        eprintln!("SKIPPED: `pikv ctl backup` copies pikv data dirs");
+        return;
+    }
+    let source = Server::start(Kind::Pikv);
+    write(&source, "kept", "yes");
+    let mut restored = Server::prepare(
+        Kind::Pikv,
+        "restored",
+        support::free_ports(),
+        &["--force-new-cluster"],
+    );
+    let data_dir = source.data_dir();
+    let backup_dir = restored.data_dir();
+    let (from, to) = (data_dir.to_str().unwrap(), backup_dir.to_str().unwrap());
+    let refused = support::run_pikv(
+        &[
+            "ctl",
+            "backup",
+            "--data-dir",
+            from,
+            "--backup-dir",
+            to,
+            "--wal-dir",
+            "w",
+        ],
+        &[],
+    );
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("--wal-dir is not supported"),
+        "{refused:?}"
+    );
+    assert!(
+        !backup_dir.exists(),
+        "a refused backup wrote {}",
+        backup_dir.display()
+    );
+    let out = support::run_pikv(
+        &[
+            "ctl",
+            "backup",
+            "--data-dir",
+            from,
+            "--backup-dir",
+            to,
+            "--with-v3",
+        ],
+        &[],
+    );
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), ""), "{out:?}");
+    assert!(out.stderr.contains("backup of member"), "{out:?}");
+    restored.spawn_now();
+    restored.wait_ready();
+    let r = restored.get("/v2/keys/kept");
+    assert_eq!(r.json()["node"]["value"], "yes", "{}", r.dump());
+}
