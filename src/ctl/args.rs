@@ -247,6 +247,40 @@ pub fn parse_flags(defs: &[FlagDef], args: &[String]) -> Result<Parsed, ParseErr
     Ok(p)
 }
 
+/// pflag's interspersed syntax (cobra, etcdctl v3): flags of `defs` anywhere among the
+/// arguments, a flag's value after it unless it is a boolean or written with `=`; after
+/// `--` everything is an argument.
+pub fn parse_interspersed(defs: &[FlagDef], args: &[String]) -> Result<Parsed, ParseError> {
+    let mut flags = Vec::new();
+    let mut positional = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            positional.extend(args[i + 1..].iter().cloned());
+            break;
+        }
+        if a.len() > 1 && a.starts_with('-') {
+            flags.push(a.clone());
+            let name = a.trim_start_matches('-');
+            let takes_value =
+                !name.contains('=') && lookup(defs, name).is_some_and(|d| d.kind != Kind::Bool);
+            if takes_value {
+                if let Some(v) = args.get(i + 1) {
+                    flags.push(v.clone());
+                    i += 1;
+                }
+            }
+        } else {
+            positional.push(a.clone());
+        }
+        i += 1;
+    }
+    let mut p = parse_flags(defs, &flags)?;
+    p.args = positional;
+    Ok(p)
+}
+
 /// urfave/cli's `argIsFlag`: `-x`, `--x` or `--x=v` naming one of `defs`.
 fn arg_is_flag(defs: &[FlagDef], arg: &str) -> bool {
     if arg == "-" || arg == "--" || !arg.starts_with('-') {

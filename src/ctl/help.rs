@@ -96,13 +96,16 @@ pub fn global(prog: &str, flags: &[FlagDef]) -> String {
     let mut rows = flag_rows(flags);
     rows.push(("--help, -h".to_string(), "show help".to_string()));
     s.push_str(&table(&rows));
-    s.push_str(
+    s.push_str(&format!(
         "\nENVIRONMENT:\n   \
          ETCDCTL_ENDPOINTS, ETCDCTL_PEERS  endpoints when no flag gives them\n\n\
          Exit status: 0 ok, 1 bad arguments, 2 cannot reach the cluster to sync,\n\
          3 unknown command, 4 an error from the server or no endpoint answered.\n\
-         The same binary invoked as `pikvctl` runs `pikv ctl`.\n",
-    );
+         The same binary invoked as `pikvctl` runs `pikv ctl`.\n\n\
+         etcdctl v3 spellings (put, get --prefix, del, endpoint health, member list\n\
+         -w table) work over the v2 API with ETCDCTL_API=3, a v3-only command or a\n\
+         v3-only flag: `ETCDCTL_API=3 {prog} --help` lists them.\n"
+    ));
     s
 }
 

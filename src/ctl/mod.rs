@@ -13,7 +13,9 @@
 //! - [`members`]: `member` and `cluster-health`;
 //! - [`help`]: the help texts (80 columns);
 //! - [`error`]: failures and the one place they become stderr text and exit codes;
-//! - [`signals`]: Go's SIGPIPE and etcdctl's Ctrl+C behaviour.
+//! - [`signals`]: Go's SIGPIPE and etcdctl's Ctrl+C behaviour;
+//! - [`v3`]: the etcdctl v3 spellings (`put`, `get --prefix`, `del`, `endpoint health`,
+//!   `member list -w table`) over the v2 API.
 //!
 //! It never touches a data dir and starts no server; it only speaks HTTP to endpoints.
 
@@ -28,6 +30,7 @@ pub mod members;
 pub mod output;
 pub mod response;
 pub mod signals;
+pub mod v3;
 pub mod watch;
 
 use std::io::{Read, Write};
@@ -136,7 +139,12 @@ pub struct Io<'a> {
 pub fn run(prog: &str, args: &[String], env: &[(String, String)], io: Io) -> u8 {
     let Io { stdin, out, err } = io;
     signals::default_sigpipe();
-    let code = match run_inner(prog, args, env, stdin, out, err) {
+    let outcome = if v3::wants_v3(args, env_var(env, "ETCDCTL_API")) {
+        v3::run(args, env_var(env, "ETCDCTL_ENDPOINTS"), stdin, out, err)
+    } else {
+        run_inner(prog, args, env, stdin, out, err)
+    };
+    let code = match outcome {
         Ok(()) => 0,
         Err(f) => f.report(out, err),
     };

@@ -1058,3 +1058,129 @@ fn ctl_help_and_pikvctl_name() {
         "pikvctl --version: {out:?}"
     );
 }
+
+/// The etcdctl v3 spellings (`ETCDCTL_API=3`, or a v3-only command or flag): real etcdctl
+/// v3 against etcd and `pikv ctl` against the server under test print the same stdout and
+/// stderr and exit the same; `member list` (also `-w table`) and `endpoint health` are
+/// compared against the same etcd, whose members both read (etcdctl over v3, pikv ctl over
+/// v2). What v2 cannot honour is refused.
+#[test]
+fn ctl_v3_spellings_match_etcdctl_v3() {
+    support::require_tool("etcdctl");
+    let (etcd, tested) = std::thread::scope(|sc| {
+        let e = sc.spawn(|| Server::start(Kind::Etcd));
+        let t = Server::start(support::target());
+        (e.join().unwrap_or_else(|_| panic!("etcd")), t)
+    });
+    let v3 = [("ETCDCTL_API", "3")];
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let steps: &[(&[&str], Env)] = &[
+        (&["put", "foo", "bar"], &v3),
+        (&["get", "foo"], &v3),
+        (&["get", "nope"], &v3),
+        (&["put", "/app/a", "1"], &v3),
+        (&["put", "/app/b", "2"], &[]),
+        (&["put", "/apple", "x"], &[]),
+        (&["get", "--prefix", "/app/"], &v3),
+        (&["get", "/app", "--prefix"], &[]),
+        (&["get", "--prefix", "/app/", "--keys-only"], &v3),
+        (&["get", "--prefix", "/app/", "--print-value-only"], &v3),
+        (&["get", "--prefix", "/app/", "--limit", "1"], &v3),
+        (&["get", "--prefix", "f"], &v3),
+        (&["put", "foo", "baz", "--prev-kv"], &v3),
+        (&["del", "foo", "--prev-kv"], &v3),
+        (&["del", "nope"], &[]),
+        (&["del", "--prefix", "/app/"], &v3),
+        (&["get", "--prefix", "/app"], &v3),
+        (&["put"], &v3),
+        (&["get"], &v3),
+        (&["del"], &v3),
+        (&["bogus"], &v3),
+    ];
+    let mut diffs = Vec::new();
+    let with_endpoint = |s: &Server, args: &[&str]| -> Vec<String> {
+        let mut a = vec!["--endpoints".to_string(), s.client_url()];
+        a.extend(args.iter().map(|x| x.to_string()));
+        a
+    };
+    for (args, env) in steps {
+        // etcdctl needs ETCDCTL_API=3 always; pikv ctl also finds v3 by the command.
+        let e = run(Tool::Etcdctl, &with_endpoint(&etcd, args), &v3);
+        let t = run(Tool::PikvCtl, &with_endpoint(&tested, args), env);
+        // etcdctl v3's client logs its retries as JSON lines on stderr.
+        let quiet = |s: &str| -> String {
+            s.lines()
+                .filter(|l| !l.starts_with("{\"level\""))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let (es, ts) = (quiet(&e.stderr), quiet(&t.stderr));
+        if (e.code, &e.stdout, &es) != (t.code, &t.stdout, &ts) {
+            diffs.push(format!(
+                "{args:?} {env:?}:\n  etcdctl {e:?}\n  pikv    {t:?}"
+            ));
+        }
+    }
+    // The same etcd's members, read by both.
+    let took = |s: &str| match s.find("took = ") {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    };
+    for args in [
+        &["member", "list"][..],
+        &["member", "list", "-w", "table"],
+        &["endpoint", "health"],
+        &["endpoint", "health", "--cluster"],
+    ] {
+        let a = with_endpoint(&etcd, args);
+        let e = run(Tool::Etcdctl, &a, &v3);
+        let t = run(Tool::PikvCtl, &a, &v3);
+        let quiet = |s: &str| -> String {
+            s.lines()
+                .filter(|l| !l.starts_with("{\"level\""))
+                .map(|l| format!("{}\n", took(l)))
+                .collect()
+        };
+        if (e.code, &e.stdout, quiet(&e.stderr)) != (t.code, &t.stdout, quiet(&t.stderr)) {
+            diffs.push(format!("{args:?}:\n  etcdctl {e:?}\n  pikv    {t:?}"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "v3 spellings differ:\n{}",
+        diffs.join("\n")
+    );
+    // A dead endpoint is unhealthy, as with etcdctl (whose reason is its gRPC deadline).
+    let dead = format!("http://127.0.0.1:{}", support::fresh_ports(1)[0]);
+    let eps = format!("{},{dead}", tested.client_url());
+    let t = run(
+        Tool::PikvCtl,
+        &[
+            "--endpoints".into(),
+            eps,
+            "endpoint".into(),
+            "health".into(),
+        ],
+        &v3,
+    );
+    assert_eq!(t.code, 1, "{t:?}");
+    assert!(
+        t.stderr
+            .contains(&format!("{dead} is unhealthy: failed to commit proposal: "))
+            && t.stderr.ends_with("Error: unhealthy cluster\n"),
+        "{t:?}"
+    );
+    // Refused, not faked: revisions, leases, v3 response formats.
+    for args in [
+        &["get", "foo", "--rev", "3"][..],
+        &["put", "k", "v", "--lease", "1234"],
+        &["get", "foo", "-w", "json"],
+    ] {
+        let t = run(Tool::PikvCtl, &with_endpoint(&tested, args), &v3);
+        assert_eq!(t.code, 1, "{args:?}: {t:?}");
+        assert!(
+            t.stderr.contains("cannot be honoured over the v2 API"),
+            "{args:?}: {t:?}"
+        );
+    }
+}
