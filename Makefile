@@ -80,7 +80,8 @@ armv7-test: ## unit, simulation (300 seeds) and single-node integration tests bu
 	$(call need,arm-linux-gnueabihf-gcc,run $(INSTALL_TOOLCHAIN))
 	$(call need,$(DEBIAN_CARGO),run $(INSTALL_TOOLCHAIN))
 	@ls /usr/lib/rustlib/$(ARMV7)/lib/libstd-*.rlib >/dev/null 2>&1 || { echo "make: missing the $(ARMV7) std for /usr/bin/rustc: run $(INSTALL_TOOLCHAIN)" >&2; exit 1; }
-	$(DEBIAN_ENV) PIKV_IT_RUNNER=qemu-arm-static $(DEBIAN_CARGO) test --release --target $(ARMV7) --lib --test it
+	$(CARGO) build
+	$(DEBIAN_ENV) PIKV_IT_RUNNER=qemu-arm-static PIKV_IT_NATIVE_PIKV=$(CURDIR)/target/debug/pikv $(DEBIAN_CARGO) test --release --target $(ARMV7) --lib --test it
 	$(DEBIAN_ENV) PIKV_SIM_SEEDS=$${PIKV_SIM_SEEDS:-300} $(DEBIAN_CARGO) test --release --target $(ARMV7) --test sim
 	@bin=$(DEBIAN_TARGET_DIR)/$(ARMV7)/release/pikv; kind=$$(file -b $$bin); size=$$(stat -c %s $$bin); \
 	echo "armv7 binary: $$size bytes: $$kind"; \

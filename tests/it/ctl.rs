@@ -1184,3 +1184,54 @@ fn ctl_v3_spellings_match_etcdctl_v3() {
         );
     }
 }
+
+/// The board build's `pikv ctl` (armv7 under qemu: `PIKV_IT_RUNNER`) against a server
+/// built for the host (`PIKV_IT_NATIVE_PIKV`, which `make armv7-test` points at the x86_64
+/// build): a board's client talking to a server of another architecture.
+#[test]
+fn ctl_of_the_runner_build_talks_to_a_native_server() {
+    let runner = std::env::var_os("PIKV_IT_RUNNER").filter(|r| !r.is_empty());
+    let native = std::env::var_os("PIKV_IT_NATIVE_PIKV").filter(|r| !r.is_empty());
+    let native = match (runner, native) {
+        (None, _) => {
+            eprintln!("SKIPPED: only in the armv7 run (PIKV_IT_RUNNER), where the client is the board build");
+            return;
+        }
+        (Some(_), None) => panic!(
+            "PIKV_IT_RUNNER is set but PIKV_IT_NATIVE_PIKV (the host's pikv) is not: `make armv7-test` sets both"
+        ),
+        (Some(_), Some(n)) => std::path::PathBuf::from(n),
+    };
+    let mut s = Server::prepare(Kind::Pikv, "native", support::free_ports(), &[]);
+    s.native = Some(native);
+    s.spawn_now();
+    s.wait_ready();
+    let ep = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["--endpoints".to_string(), s.client_url()];
+        a.extend(args.iter().map(|x| x.to_string()));
+        a
+    };
+    let set = run(Tool::PikvCtl, &ep(&["set", "/board", "armv7"]), &[]);
+    assert_eq!((set.code, set.stdout.as_str()), (0, "armv7\n"), "{set:?}");
+    let get = run(Tool::PikvCtl, &ep(&["get", "/board"]), &[]);
+    assert_eq!((get.code, get.stdout.as_str()), (0, "armv7\n"), "{get:?}");
+    let health = run(Tool::PikvCtl, &ep(&["cluster-health"]), &[]);
+    assert_eq!(health.code, 0, "{health:?}");
+    assert!(
+        health.stdout.ends_with("cluster is healthy\n"),
+        "{health:?}"
+    );
+    let v3 = run(Tool::PikvCtl, &ep(&["get", "--prefix", "/bo"]), &[]);
+    assert_eq!(
+        (v3.code, v3.stdout.as_str()),
+        (0, "/board\narmv7\n"),
+        "{v3:?}"
+    );
+    // The server really is the host's build, not the board's under the runner.
+    let exe = s.exe().unwrap_or_default();
+    assert!(
+        !exe.to_string_lossy().contains("qemu"),
+        "the server runs as {}",
+        exe.display()
+    );
+}

@@ -69,6 +69,9 @@ pub struct Server {
     /// still gets `--enable-v2`). The process then runs in its temp dir, so a default data dir
     /// lands there.
     pub raw_args: Option<Vec<String>>,
+    /// A pikv binary run directly, not through `PIKV_IT_RUNNER` (the armv7 run's x86_64
+    /// server for the armv7 client).
+    pub native: Option<PathBuf>,
 }
 
 /// systemd's variables: a test run under a systemd service must not pass its own to the
@@ -130,6 +133,7 @@ impl Server {
             peer_host: http::LOOPBACK.into(),
             netns: None,
             raw_args: None,
+            native: None,
         };
         s.spawn();
         s
@@ -157,6 +161,7 @@ impl Server {
             peer_host: http::LOOPBACK.into(),
             netns: None,
             raw_args: None,
+            native: None,
         }
     }
 
@@ -277,9 +282,10 @@ impl Server {
             self.kind.label(),
             self.args()
         );
-        let mut cmd = match self.kind {
-            Kind::Pikv => super::pikv_command(),
-            Kind::Etcd => Command::new(self.kind.program()),
+        let mut cmd = match (self.kind, &self.native) {
+            (Kind::Pikv, Some(native)) => Command::new(native),
+            (Kind::Pikv, None) => super::pikv_command(),
+            (Kind::Etcd, _) => Command::new(self.kind.program()),
         };
         if let Some(ns) = &self.netns {
             cmd = super::netns::exec_in(ns, &cmd);
