@@ -501,3 +501,59 @@ fn ctl_backup_copies_a_running_member() {
     let r = restored.get("/v2/keys/kept");
     assert_eq!(r.json()["node"]["value"], "yes", "{}", r.dump());
 }
+
+/// A 2-member cluster that loses one member stays consistent: the survivor acknowledges no
+/// write and serves no linearizable read (etcd's timeout error), and keeps what it had; the
+/// way out is `--force-new-cluster` on it (README "I lost quorum").
+#[test]
+fn a_two_member_cluster_that_loses_one_stays_consistent_until_forced() {
+    let kind = support::target();
+    let mut c = Cluster::start(kind, 2, &[]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    for i in 0..20 {
+        write(&c.members[i % 2], &format!("two/{i}"), &format!("v{i}"));
+    }
+    let lost = 1 - leader;
+    c.members[lost].kill9();
+    let survivor = &mut c.members[leader];
+    let body = http::form(&[("value", "never")]);
+    let w = survivor.try_request(
+        "PUT",
+        "/v2/keys/two/after",
+        &[("Content-Type", http::FORM)],
+        body.as_bytes(),
+        Duration::from_secs(30),
+    );
+    match &w {
+        Ok(r) => {
+            assert_eq!(r.status, 500, "{}", r.dump());
+            assert_eq!(r.json()["errorCode"], 300, "{}", r.dump());
+        }
+        Err(e) => panic!("no answer to a write without quorum: {e}"),
+    }
+    let r = survivor.try_request(
+        "GET",
+        "/v2/keys/two/0?quorum=true",
+        &[],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(
+        matches!(&r, Ok(r) if r.status == 500),
+        "a linearizable read without quorum: {r:?}"
+    );
+    survivor.kill9();
+    survivor.extra_args.push("--force-new-cluster".into());
+    survivor.start_again();
+    for i in 0..20 {
+        let got = survivor.get(&format!("/v2/keys/two/{i}"));
+        assert_eq!(
+            got.json()["node"]["value"],
+            format!("v{i}"),
+            "{}",
+            got.dump()
+        );
+    }
+    write(survivor, "two/forced", "yes");
+    assert_eq!(member_ids(survivor).len(), 1);
+}
