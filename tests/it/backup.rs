@@ -9,6 +9,7 @@
 //! pikv only for the backup: etcd 3.4's `etcdctl backup` copies an etcd data dir in etcd's
 //! own format, a different command with other flags.
 
+use crate::membership::write;
 use crate::support::cluster::Cluster;
 use crate::support::{self, http, Kind, Server};
 use std::collections::BTreeMap;
@@ -84,26 +85,6 @@ fn assert_all_there(m: &Server, acks: &[Ack], what: &str) {
             other => m.fail(&format!(
                 "{what}: b/{n} (acknowledged at index {index}) is {other:?}"
             )),
-        }
-    }
-}
-
-/// A write through `m` that must succeed; its modifiedIndex.
-fn write(m: &Server, key: &str, value: &str) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let body = http::form(&[("value", value)]);
-        let r = m.try_request(
-            "PUT",
-            &format!("/v2/keys/{key}"),
-            &[("Content-Type", http::FORM)],
-            body.as_bytes(),
-            Duration::from_secs(10),
-        );
-        match r {
-            Ok(r) if r.status == 200 || r.status == 201 => return r.modified_index(),
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            other => m.fail(&format!("write {key}: {other:?}")),
         }
     }
 }

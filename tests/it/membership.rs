@@ -56,8 +56,8 @@ pub(crate) fn id_of(m: &support::Server, name: &str) -> String {
 }
 
 /// Writes `key` through `m`, retrying while the cluster elects (a 300 error or no answer);
-/// panics when no write succeeds within 15 s.
-pub(crate) fn write(m: &support::Server, key: &str, value: &str) {
+/// panics when no write succeeds within 15 s. Returns the write's modifiedIndex.
+pub(crate) fn write(m: &support::Server, key: &str, value: &str) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let body = http::form(&[("value", value)]);
@@ -69,7 +69,7 @@ pub(crate) fn write(m: &support::Server, key: &str, value: &str) {
             Duration::from_secs(10),
         );
         match r {
-            Ok(r) if r.status == 200 || r.status == 201 => return,
+            Ok(r) if r.status == 200 || r.status == 201 => return r.modified_index(),
             _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
             other => m.fail(&format!("write {key}: {other:?}")),
         }
