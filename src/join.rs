@@ -216,6 +216,15 @@ fn have_self_added(
         // went with it, so it comes back under a new id, as `member remove` then
         // `member add` would.
         Some(m) if m.name == name => {
+            // Only if that member is really gone: this process has not bound the peer
+            // URLs yet, so whatever answers there is the member itself, still running
+            // (the same command line started on a second board, or twice).
+            if let Some(url) = mine.iter().find(|u| list_members(agent, u).is_ok()) {
+                return Err(Fatal(format!(
+                    "member {} ({name}) still answers at {url}: it is running; this data dir is empty, so this is not that member (stop the other process, or give this one its own addresses)",
+                    m.id
+                )));
+            }
             log::warn!(
                 "member {} ({name}) at {} has no data here: removing it and joining afresh",
                 m.id,

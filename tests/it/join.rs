@@ -248,6 +248,42 @@ fn a_cluster_grows_from_one_to_five_with_join_and_a_wiped_member_rejoins() {
     assert_eq!(id_of(&members[0], "m2"), before);
     assert_eq!(members[2].log().matches("added as member").count(), 1);
 
+    // The same command line started a second time elsewhere (an empty data dir) while m3
+    // runs: refused, and m3 is not removed.
+    let m3_id = id_of(&members[0], "m3");
+    let copy = support::TempDir::new("pikv-join-copy");
+    let (client, spare_peer) = support::free_ports();
+    let client_url = format!("http://127.0.0.1:{client}");
+    let out = support::run_pikv(
+        &[
+            "--name",
+            "m3",
+            "--data-dir",
+            copy.path().join("d").to_str().unwrap_or("d"),
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{spare_peer}"),
+            "--initial-advertise-peer-urls",
+            &members[3].peer_url(),
+            "--initial-cluster",
+            &format!("m3={}", members[3].peer_url()),
+            "--join",
+            &members[0].client_url(),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("still answers at"), "{out:?}");
+    assert_eq!(
+        id_of(&members[0], "m3"),
+        m3_id,
+        "the running m3 was replaced"
+    );
+    assert!(members[3].is_alive(), "{}", members[3].log());
+
     // A dead SD card: m3's data dir is gone; the same command line brings it back.
     let old = id_of(&members[0], "m3");
     ports
