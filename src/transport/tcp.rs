@@ -292,8 +292,12 @@ impl TcpTransport {
             listeners.push((Async::new(listener).map_err(listen_err)?, bound));
             local_addrs.push(bound);
         }
+        // The peers may connect as soon as the listener runs, before `replace_peers` below:
+        // refusing them then ("not a peer") sent a leader's link to its longest backoff,
+        // and a restarted follower waited a second for its appends.
         let shared = Arc::new(Shared {
             removal: config.removal.clone(),
+            accepted: Mutex::new(targets.iter().map(|(id, _)| *id).collect()),
             ..Shared::default()
         });
         let (control, changes) = channel::unbounded();
