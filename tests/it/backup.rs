@@ -196,17 +196,20 @@ fn a_backup_taken_while_writing_restores_as_a_one_member_cluster() {
         &["--force-new-cluster"],
     );
     let backup_dir = restored.data_dir();
+    let backup = || {
+        support::run_pikv(
+            &[
+                "backup",
+                "--data-dir",
+                source.data_dir().to_str().unwrap(),
+                "--backup-dir",
+                backup_dir.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
     let began = Instant::now();
-    let out = support::run_pikv(
-        &[
-            "backup",
-            "--data-dir",
-            source.data_dir().to_str().unwrap(),
-            "--backup-dir",
-            backup_dir.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = backup();
     let took = began.elapsed();
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("backup of member"), "{out:?}");
@@ -236,16 +239,7 @@ fn a_backup_taken_while_writing_restores_as_a_one_member_cluster() {
         out.stdout.trim()
     );
     // A second backup into the same (now full) dir is refused with the path.
-    let again = support::run_pikv(
-        &[
-            "backup",
-            "--data-dir",
-            source.data_dir().to_str().unwrap(),
-            "--backup-dir",
-            backup_dir.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let again = backup();
     assert_eq!(again.code, Some(1), "{again:?}");
     assert!(again.stderr.starts_with("pikv: "), "{again:?}");
     assert!(again.stderr.contains("not empty"), "{again:?}");

@@ -8,7 +8,7 @@
 //! `PIKV_IT_TARGET=etcd` these tests say so and return.
 
 use crate::membership::{
-    assert_has, id_of, member_ids, wait_started, write, write_throughout, written,
+    assert_has, first_member_writing, id_of, member_ids, wait_started, write, written, Growing,
 };
 use crate::support::{self, Kind};
 use std::time::{Duration, Instant};
@@ -200,22 +200,16 @@ fn the_etcd_0_4_clustering_guide_forms_three_working_machines() {
 /// and gets all the data.
 #[test]
 fn a_cluster_grows_from_one_to_five_with_join_and_a_wiped_member_rejoins() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::atomic::Ordering;
     if !pikv_only("a_cluster_grows_from_one_to_five_with_join_and_a_wiped_member_rejoins") {
         return;
     }
-    let mut members = vec![support::Server::prepare(
-        Kind::Pikv,
-        "m0",
-        support::free_ports(),
-        &[],
-    )];
-    members[0].spawn_now();
-    members[0].wait_ready();
-    let ports = Arc::new(Mutex::new(vec![members[0].client_port]));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = write_throughout(Arc::clone(&ports), Arc::clone(&stop));
+    let Growing {
+        mut members,
+        ports,
+        stop,
+        writer,
+    } = first_member_writing(Kind::Pikv);
     for i in 1..5 {
         let via = match i {
             1 => members[0].client_url(),

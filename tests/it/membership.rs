@@ -383,6 +383,33 @@ pub(crate) fn write_throughout(
     })
 }
 
+/// A cluster about to grow: its members, the client ports the writer spreads its writes
+/// over, the writer's stop flag and the writer (see [`write_throughout`]).
+pub(crate) struct Growing {
+    pub members: Vec<support::Server>,
+    pub ports: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub writer: std::thread::JoinHandle<Vec<u64>>,
+}
+
+/// One member, `m0`, started alone, with writes going to it from now on.
+pub(crate) fn first_member_writing(kind: Kind) -> Growing {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+    let mut m0 = support::Server::prepare(kind, "m0", support::free_ports(), &[]);
+    m0.spawn_now();
+    m0.wait_ready();
+    let ports = Arc::new(Mutex::new(vec![m0.client_port]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = write_throughout(Arc::clone(&ports), Arc::clone(&stop));
+    Growing {
+        members: vec![m0],
+        ports,
+        stop,
+        writer,
+    }
+}
+
 /// The values under `w/` as `m` serves them (a linearizable read).
 pub(crate) fn written(m: &support::Server) -> std::collections::BTreeSet<u64> {
     let r = m.get("/v2/keys/w?recursive=true&quorum=true");
@@ -403,20 +430,14 @@ pub(crate) fn written(m: &support::Server) -> std::collections::BTreeSet<u64> {
 /// the end every acknowledged one is on every remaining member.
 #[test]
 fn a_cluster_grows_from_one_to_five_and_shrinks_to_three_while_writing() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::atomic::Ordering;
     let kind = support::target();
-    let mut members = vec![support::Server::prepare(
-        kind,
-        "m0",
-        support::free_ports(),
-        &[],
-    )];
-    members[0].spawn_now();
-    members[0].wait_ready();
-    let ports = Arc::new(Mutex::new(vec![members[0].client_port]));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = write_throughout(Arc::clone(&ports), Arc::clone(&stop));
+    let Growing {
+        mut members,
+        ports,
+        stop,
+        writer,
+    } = first_member_writing(kind);
     let mut cluster = format!("m0={}", members[0].peer_url());
     for i in 1..5 {
         let first = &members[0];
