@@ -324,8 +324,8 @@ pub struct ApplyThread {
     pub snapshot_count: u64,
     /// The member is the whole cluster: no follower can need old entries.
     pub single: bool,
-    /// Report apply results before each commit (see `NodeParts::early_answers`).
-    pub early_answers: bool,
+    /// Answer these clients before each commit (see `NodeParts::early_answers`).
+    pub early_answers: Option<super::waiters::Waiters>,
     /// With early answers: how long a transaction takes in entries that arrive after its
     /// first before it commits (unless a reader waits, see [`ApplyInput::Flush`]).
     pub commit_window: std::time::Duration,
@@ -376,7 +376,7 @@ impl ApplyThread {
                     ApplyInput::Install(_) => log::error!("{INSTALL_OUT_OF_TURN}"),
                 }
             }
-            let outcome = self.apply(committed, hard_state, &jobs, &node, &mut open);
+            let outcome = self.apply(committed, hard_state, &jobs, &mut open);
             let failed = outcome.is_err();
             if node.send(Input::Applied(outcome)).is_err() || failed {
                 return;
@@ -393,7 +393,6 @@ impl ApplyThread {
         mut committed: Vec<Entry>,
         mut hard_state: HardState,
         jobs: &Receiver<ApplyInput>,
-        node: &Sender<Input>,
         open: &mut bool,
     ) -> Result<BatchOutcome, StorageError> {
         let mut taken = Vec::new();
@@ -404,11 +403,10 @@ impl ApplyThread {
             deadline: std::time::Instant::now() + self.commit_window,
             room: WINDOW_ENTRIES.saturating_sub(committed.len()),
         };
-        let use_window = self.early_answers && !self.commit_window.is_zero();
+        let use_window = self.early_answers.is_some() && !self.commit_window.is_zero();
         let mut outcome = self.apply_once(
             &committed,
             hard_state,
-            node,
             use_window.then_some((&mut window, &mut taken)),
         );
         if outcome.is_err() {
@@ -418,10 +416,10 @@ impl ApplyThread {
         }
         if outcome.as_ref().is_err_and(StorageError::is_map_full) {
             self.make_room(hard_state);
-            outcome = self.apply_once(&committed, hard_state, node, None);
+            outcome = self.apply_once(&committed, hard_state, None);
         }
         if outcome.as_ref().is_err_and(StorageError::is_map_full) {
-            outcome = self.apply_one_by_one(&committed, hard_state, node);
+            outcome = self.apply_one_by_one(&committed, hard_state);
         }
         outcome
     }
@@ -430,12 +428,14 @@ impl ApplyThread {
         &mut self,
         committed: &[Entry],
         hard_state: HardState,
-        node: &Sender<Input>,
         window: Option<(&mut Window<'_>, &mut Vec<Entry>)>,
     ) -> Result<BatchOutcome, StorageError> {
         let maint = self.maintenance();
+        let waiters = self.early_answers.clone();
         let mut early = |results| {
-            let _ = node.send(Input::AppliedEarly(results));
+            if let Some(w) = &waiters {
+                w.deliver(results);
+            }
         };
         let before = self.state.applied;
         let flush_through = &mut self.flush_through;
@@ -454,7 +454,7 @@ impl ApplyThread {
             hard_state,
             &mut self.state,
             maint,
-            self.early_answers.then_some(batch::Early {
+            self.early_answers.is_some().then_some(batch::Early {
                 results: &mut early,
                 more: more
                     .as_mut()
@@ -488,7 +488,6 @@ impl ApplyThread {
         &mut self,
         committed: &[Entry],
         hard_state: HardState,
-        node: &Sender<Input>,
     ) -> Result<BatchOutcome, StorageError> {
         let mut results: Vec<AppliedEntry> = Vec::new();
         let mut applied_sync = false;
@@ -496,7 +495,7 @@ impl ApplyThread {
             if entry.index <= self.state.applied {
                 continue;
             }
-            match self.apply_once(std::slice::from_ref(entry), hard_state, node, None) {
+            match self.apply_once(std::slice::from_ref(entry), hard_state, None) {
                 Ok(o) => {
                     applied_sync |= o.applied_sync;
                     results.extend(o.results);
@@ -723,6 +722,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pikv-disk-window-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let storage = Arc::new(LmdbStorage::open(&dir, 64 << 20).unwrap());
+        let hub = Arc::new(crate::watch::WatchHub::new(0, Vec::new()));
+        let waiters = super::super::waiters::Waiters::new(1, 0, hub);
+        // A client waits on each of the six entries, as the node would register them.
+        let answers: Vec<_> = (1..=6u64)
+            .map(|index| {
+                let (reply, answer) = smol::channel::bounded(1);
+                waiters.lock().pending.insert(index, (1, reply));
+                answer
+            })
+            .collect();
         let apply = ApplyThread {
             storage: Arc::clone(&storage),
             store: Arc::new(V2Store::new()),
@@ -731,7 +740,7 @@ mod tests {
             first_index: 0,
             snapshot_count: 10_000,
             single: false,
-            early_answers: true,
+            early_answers: Some(waiters),
             // Longer than the test: only a flush (or the node leaving) ends a window.
             commit_window: std::time::Duration::from_secs(600),
             lmdb_durable: Arc::new(AtomicU64::new(0)),
@@ -745,14 +754,35 @@ mod tests {
                 .recv_timeout(std::time::Duration::from_secs(30))
                 .expect("the apply thread reports")
         };
-        let early_indexes = |input: Input| match input {
-            Input::AppliedEarly(results) => results.iter().map(|r| r.index).collect::<Vec<_>>(),
-            _ => panic!("expected early results"),
+        // The entries answered (by the apply thread itself) since the last call: waits for
+        // `through`, then takes whatever else is there.
+        let answered = |through: u64| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let last = loop {
+                match answers[through as usize - 1].try_recv() {
+                    Ok(answer) => break answer,
+                    Err(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(1))
+                    }
+                    Err(e) => panic!("entry {through} was not answered: {e}"),
+                }
+            };
+            let event = last.unwrap().unwrap();
+            assert_eq!(
+                event.node.modified_index, through,
+                "the answer is its entry's"
+            );
+            let mut got: Vec<u64> = (1..=6u64)
+                .filter(|i| answers[*i as usize - 1].try_recv().is_ok())
+                .collect();
+            got.push(through);
+            got.sort_unstable();
+            got
         };
         tx.send(job(1..=2)).unwrap();
-        assert_eq!(early_indexes(recv()), vec![1, 2]);
+        assert_eq!(answered(2), vec![1, 2]);
         tx.send(job(3..=3)).unwrap();
-        assert_eq!(early_indexes(recv()), vec![3]);
+        assert_eq!(answered(3), vec![3]);
         assert!(
             node_rx
                 .recv_timeout(std::time::Duration::from_millis(300))
@@ -769,14 +799,14 @@ mod tests {
         assert_eq!(storage.recover().unwrap().raft.applied, 3);
         // Index 5 is still awaited: the next transaction commits without a window.
         tx.send(job(4..=5)).unwrap();
-        assert_eq!(early_indexes(recv()), vec![4, 5]);
+        assert_eq!(answered(5), vec![4, 5]);
         match recv() {
             Input::Applied(Ok(outcome)) => assert_eq!(outcome.applied_index, 5),
             _ => panic!("expected a commit"),
         }
         // The reader is served: windows again; the node leaving commits what is open.
         tx.send(job(6..=6)).unwrap();
-        assert_eq!(early_indexes(recv()), vec![6]);
+        assert_eq!(answered(6), vec![6]);
         drop(tx);
         match recv() {
             Input::Applied(Ok(outcome)) => assert_eq!(outcome.applied_index, 6),

@@ -12,6 +12,7 @@ pub mod force;
 mod handle;
 pub mod members;
 pub mod snapshot;
+mod waiters;
 
 pub use handle::{FollowerStats, NodeHandle, Status, NO_SPACE_CAUSE, STOPPED_CAUSE, TIMEOUT_CAUSE};
 
@@ -56,9 +57,6 @@ pub enum Input {
     Applied(Result<BatchOutcome, StorageError>),
     /// A message from a peer (the transport checked who sent it).
     Peer(Message),
-    /// The apply thread applied committed entries of a batch it is now committing (a
-    /// cluster's entries are committed already: see `batch::apply_batch`).
-    AppliedEarly(Vec<batch::AppliedEntry>),
     /// A membership change (etcd's members API), answered once applied here.
     ChangeMembership {
         /// The change.
@@ -230,6 +228,8 @@ pub fn start(
     })?;
     let first_index = parts.storage.first_index()?;
     let lmdb_durable = Arc::new(std::sync::atomic::AtomicU64::new(log.raft.applied));
+    let waiters = waiters::Waiters::new(parts.member_id, 0, Arc::clone(&parts.hub));
+    let early_answers = multi && parts.early_answers;
     let (batch_tx, apply_tx) = disk::spawn(
         disk::WalThread {
             wal,
@@ -246,7 +246,7 @@ pub fn start(
             first_index,
             snapshot_count: parts.snapshot_count,
             single: !multi,
-            early_answers: multi && parts.early_answers,
+            early_answers: early_answers.then(|| waiters.clone()),
             commit_window: APPLY_COMMIT_WINDOW,
             lmdb_durable,
             flush_through: 0,
@@ -282,8 +282,7 @@ pub fn start(
         wal_hard_state: log.raft.hard_state,
         latest_hard_state: log.raft.hard_state,
         applies_outstanding: std::collections::VecDeque::new(),
-        pending: BTreeMap::new(),
-        forwarded: HashMap::new(),
+        waiters: waiters.clone(),
         known_leader: None,
         awaiting_leader: Vec::new(),
         reads_awaiting_leader: Vec::new(),
@@ -309,11 +308,10 @@ pub fn start(
         heartbeats_sent: HashMap::new(),
         members,
         readdress,
-        delivered_through: 0,
         flush_sent: 0,
     };
     let mut node = node;
-    node.delivered_through = node.raft.applied_index();
+    node.waiters.lock().delivered_through = node.raft.applied_index();
     node.publish_status();
     let node_thread = std::thread::Builder::new()
         .name("node".into())
@@ -438,11 +436,8 @@ struct Node {
     latest_hard_state: crate::raft::HardState,
     /// The last index of each batch of committed entries handed out and not yet applied.
     applies_outstanding: std::collections::VecDeque<u64>,
-    /// This member's proposals as leader, waiting for their log index (and term) to apply.
-    pending: BTreeMap<u64, (u64, ProposeReply)>,
-    /// Commands forwarded to the leader, by request id, waiting to come back applied (with
-    /// the leader they went to).
-    forwarded: HashMap<u64, (NodeId, ProposeReply)>,
+    /// This member's proposals as leader and the commands it forwarded, waiting to apply.
+    waiters: waiters::Waiters,
     /// The leader as of the last loop, to notice a change.
     known_leader: Option<NodeId>,
     /// Commands that arrived while no leader was known.
@@ -472,8 +467,6 @@ struct Node {
     publish_attempt: Option<(Instant, PublishOutcome)>,
     /// Cluster time: TTLs are counted in it.
     cluster: ClusterClock,
-    /// The highest index whose results went to the hub and the clients.
-    delivered_through: u64,
     /// The highest index a `Flush` was sent for: the apply thread commits without a window
     /// until it has applied that far, so a read at or below it needs no other.
     flush_sent: u64,
@@ -649,10 +642,13 @@ impl Node {
     // Requests whose client gave up (timed out, disconnected) are dropped: under a long
     // partition they would otherwise pile up.
     fn drop_abandoned(&mut self) {
-        self.forwarded.retain(|_, (_, r)| !r.is_closed());
-        // A deposed leader's proposals past what the new leader ever writes would wait
-        // for an index that never comes.
-        self.pending.retain(|_, (_, r)| !r.is_closed());
+        {
+            let mut w = self.waiters.lock();
+            w.forwarded.retain(|_, (_, r)| !r.is_closed());
+            // A deposed leader's proposals past what the new leader ever writes would wait
+            // for an index that never comes.
+            w.pending.retain(|_, (_, r)| !r.is_closed());
+        }
         self.awaiting_leader.retain(|(_, r)| !r.is_closed());
         self.reads_awaiting_leader.retain(|r| !r.is_closed());
         self.read_requests.retain(|_, r| !r.is_closed());
@@ -672,7 +668,6 @@ impl Node {
             Input::ReadIndex { reply } => self.read_index(reply),
             Input::Durable(outcome) => self.on_durable(outcome)?,
             Input::Applied(outcome) => self.on_applied(outcome)?,
-            Input::AppliedEarly(results) => self.deliver_results(results),
             Input::Peer(m) => {
                 self.observe_peer(&m);
                 self.raft.step(m);
@@ -798,7 +793,8 @@ impl Node {
         if self.raft.role() == Role::Leader {
             match self.raft.propose(encoded) {
                 Ok(index) => {
-                    self.pending.insert(index, (self.raft.term(), reply));
+                    let term = self.raft.term();
+                    self.waiters.lock().pending.insert(index, (term, reply));
                 }
                 Err(e) => {
                     let _ = reply.try_send(Err(V2Error::new(300, e.to_string(), 0)));
@@ -819,7 +815,10 @@ impl Node {
         match self.raft.forward(request, encoded) {
             Ok(()) => {
                 let leader = self.raft.leader().unwrap_or(0);
-                self.forwarded.insert(request, (leader, reply));
+                self.waiters
+                    .lock()
+                    .forwarded
+                    .insert(request, (leader, reply));
             }
             Err(e) => {
                 let _ = reply.try_send(Err(V2Error::new(300, e.to_string(), 0)));
@@ -849,17 +848,13 @@ impl Node {
         let Some(now) = leader else {
             return;
         };
-        let lost: Vec<u64> = self
-            .forwarded
-            .iter()
-            .filter(|(_, (to, _))| *to != now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            if let Some((_, reply)) = self.forwarded.remove(&id) {
-                let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
+        self.waiters.lock().forwarded.retain(|_, (to, reply)| {
+            if *to == now {
+                return true;
             }
-        }
+            let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
+            false
+        });
         // Reads asked of the old leader are asked again, of the new one (this member
         // too: a survivor that wins the election answers its own waiting reads instead of
         // letting them time out). An answer that still comes from the old leader is taken
@@ -1164,9 +1159,10 @@ impl Node {
     // The applied index reached `applied`: proposals below it that got no result never
     // will; reads waiting for it may go.
     fn answer_reads_through(&mut self, applied: u64) {
-        let stale: Vec<u64> = self.pending.range(..=applied).map(|(i, _)| *i).collect();
-        for index in stale {
-            if let Some((_, reply)) = self.pending.remove(&index) {
+        {
+            let mut w = self.waiters.lock();
+            let later = w.pending.split_off(&(applied.saturating_add(1)));
+            for (_, (_, reply)) in std::mem::replace(&mut w.pending, later) {
                 let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
             }
         }
@@ -1216,45 +1212,11 @@ impl Node {
     // already delivered (early, before a batch whose commit then failed and is applied
     // again) are not published twice.
     fn deliver_results(&mut self, results: Vec<batch::AppliedEntry>) {
-        let results: Vec<batch::AppliedEntry> = results
-            .into_iter()
-            .filter(|a| a.index > self.delivered_through)
-            .collect();
-        let Some(last) = results.last().map(|a| a.index) else {
+        if results.is_empty() {
             return;
-        };
-        self.delivered_through = last;
-        for applied in &results {
-            if let Ok(events) = &applied.result {
-                self.hub.publish(events);
-            }
         }
+        self.waiters.deliver(results);
         self.publish_status();
-        let me = self.raft.id();
-        for applied in results {
-            let reply = match applied.origin {
-                Some((origin, request)) if origin == me => {
-                    self.forwarded.remove(&request).map(|(_, reply)| reply)
-                }
-                _ => match self.pending.remove(&applied.index) {
-                    Some((term, reply)) if term == applied.term => Some(reply),
-                    // Another leader's entry took that index: ours is lost.
-                    Some((_, reply)) => {
-                        let _ = reply.try_send(Err(V2Error::new(300, LOST_CAUSE, 0)));
-                        None
-                    }
-                    None => None,
-                },
-            };
-            if let Some(reply) = reply {
-                let answer = applied.result.and_then(|events| {
-                    events.into_iter().next().map(|a| a.event).ok_or_else(|| {
-                        V2Error::new(300, "the command was applied without an event", 0)
-                    })
-                });
-                let _ = reply.try_send(Ok(answer));
-            }
-        }
     }
 
     // What is applied is on disk: a single member drops it from memory at once; a cluster
@@ -1331,11 +1293,14 @@ impl Node {
     }
 
     fn fail_all(&mut self, cause: &str) {
-        for (_, (_, reply)) in std::mem::take(&mut self.pending) {
-            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
-        }
-        for (_, (_, reply)) in std::mem::take(&mut self.forwarded) {
-            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
+        {
+            let mut w = self.waiters.lock();
+            for (_, (_, reply)) in std::mem::take(&mut w.pending) {
+                let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
+            }
+            for (_, (_, reply)) in std::mem::take(&mut w.forwarded) {
+                let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
+            }
         }
         for (_, reply) in std::mem::take(&mut self.awaiting_leader) {
             let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));

@@ -319,7 +319,7 @@ impl Node {
             kept,
             durable: self.durable_index,
         });
-        self.delivered_through = header.index;
+        self.waiters.lock().delivered_through = header.index;
         self.next_expiration = installed.next_expiration;
         self.members
             .restored(&header.members, self.raft.log_entries());
