@@ -258,6 +258,11 @@ pub struct Raft {
     forwarded_set: std::collections::BTreeSet<(NodeId, u64)>,
     /// Messages that may go now.
     msgs: Vec<Message>,
+    /// A broadcast of appends asked for since the driver last took messages: proposals and
+    /// commit advances of one driver pass share one append per follower (sent at once, a
+    /// pass of 20 proposals sent 20 single-entry appends to each follower, each acknowledged
+    /// and each ack moving the commit index on its own).
+    pending_bcast: Option<replication::SendWhen>,
     /// Messages that depend on state not yet handed out in a Ready.
     msgs_after_persist: Vec<Message>,
     /// Messages that depend on the Ready in flight.
@@ -314,6 +319,7 @@ impl Raft {
             forwarded_seen: VecDeque::new(),
             forwarded_set: std::collections::BTreeSet::new(),
             msgs: Vec::new(),
+            pending_bcast: None,
             msgs_after_persist: Vec::new(),
             msgs_after_inflight: Vec::new(),
             in_flight: None,
@@ -409,7 +415,7 @@ impl Raft {
             return Err(ProposeError::TransferInProgress);
         }
         let index = self.append_entry(Payload::Command(data));
-        self.bcast_append(SendWhen::NewEntries);
+        self.defer_bcast(SendWhen::NewEntries);
         Ok(index)
     }
 
@@ -451,7 +457,7 @@ impl Raft {
             request,
             command,
         });
-        self.bcast_append(SendWhen::NewEntries);
+        self.defer_bcast(SendWhen::NewEntries);
         Ok(index)
     }
 
@@ -751,6 +757,7 @@ impl Raft {
     /// `None` while the previous Ready has not been reported with [`Raft::advance`] or
     /// [`Raft::persist_failed`]; [`Raft::take_messages`] still yields messages meanwhile.
     pub fn ready(&mut self) -> Option<Ready> {
+        self.flush_bcast();
         if self.in_flight.is_some() {
             return None;
         }
@@ -793,6 +800,7 @@ impl Raft {
     /// Messages that may be sent now, without waiting for a Ready (e.g. heartbeats while the
     /// previous Ready is being made durable).
     pub fn take_messages(&mut self) -> Vec<Message> {
+        self.flush_bcast();
         std::mem::take(&mut self.msgs)
     }
 
@@ -817,7 +825,7 @@ impl Raft {
         let held = std::mem::take(&mut self.msgs_after_inflight);
         self.release(held);
         if self.role == Role::Leader && self.maybe_commit() {
-            self.bcast_append(SendWhen::NewEntriesOrCommit);
+            self.defer_bcast(SendWhen::NewEntriesOrCommit);
         }
         self.debug_check();
     }

@@ -41,6 +41,29 @@ impl Raft {
         }
     }
 
+    /// Asks for a [`Raft::bcast_append`] when the driver next takes messages.
+    pub(super) fn defer_bcast(&mut self, when: SendWhen) {
+        // The widest ask wins: Always sends what NewEntriesOrCommit would, and more.
+        let rank = |w: SendWhen| match w {
+            SendWhen::NewEntries => 0,
+            SendWhen::NewEntriesOrCommit => 1,
+            SendWhen::Always => 2,
+        };
+        self.pending_bcast = Some(match self.pending_bcast {
+            Some(p) if rank(p) >= rank(when) => p,
+            _ => when,
+        });
+    }
+
+    /// Sends the broadcast [`Raft::defer_bcast`] asked for, if this member still leads.
+    pub(super) fn flush_bcast(&mut self) {
+        if let Some(when) = self.pending_bcast.take() {
+            if self.role == Role::Leader {
+                self.bcast_append(when);
+            }
+        }
+    }
+
     /// Heartbeats to every follower, with the commit index each may take and the current
     /// read round.
     pub(super) fn bcast_heartbeat(&mut self) {
@@ -235,7 +258,7 @@ impl Raft {
             pr.become_replicate();
         }
         if moved && self.maybe_commit() {
-            self.bcast_append(SendWhen::NewEntriesOrCommit);
+            self.defer_bcast(SendWhen::NewEntriesOrCommit);
         } else if was_paused {
             // Held back while paused, the follower may lack the latest commit index.
             self.maybe_send_append(from, SendWhen::NewEntriesOrCommit);
