@@ -856,6 +856,56 @@ fn the_leader_keeps_at_most_max_inflight_appends_to_a_follower() {
 }
 
 #[test]
+fn proposals_of_one_pass_share_one_append_per_follower() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let _ = drive(c.node(1));
+    for k in 0..5u8 {
+        c.node(1).propose(vec![k]).unwrap();
+    }
+    c.node(1).step(msg(
+        2,
+        1,
+        1,
+        MessageBody::Propose {
+            request: 9,
+            command: vec![9],
+        },
+    ));
+    let appends: Vec<(NodeId, usize)> = drive(c.node(1))
+        .into_iter()
+        .filter_map(|m| match &m.body {
+            MessageBody::Append { entries, .. } => Some((m.to, entries.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        appends,
+        vec![(2, 6), (3, 6)],
+        "one append each, all six entries"
+    );
+    // Both acknowledge: the commit index moves once and goes out in one append each.
+    let last = c.node(1).last_index();
+    for from in [2, 3] {
+        c.node(1).step(msg(
+            from,
+            1,
+            1,
+            MessageBody::AppendAccepted { match_index: last },
+        ));
+    }
+    assert_eq!(c.node(1).commit_index(), last);
+    let notices: Vec<(NodeId, u64)> = drive(c.node(1))
+        .into_iter()
+        .filter_map(|m| match m.body {
+            MessageBody::Append { commit, .. } => Some((m.to, commit)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notices, vec![(2, last), (3, last)]);
+}
+
+#[test]
 fn a_probing_leader_sends_one_append_at_a_time() {
     let mut c = Cluster::new(3);
     c.elect(1);
