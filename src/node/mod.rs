@@ -228,7 +228,11 @@ pub fn start(
     })?;
     let first_index = parts.storage.first_index()?;
     let lmdb_durable = Arc::new(std::sync::atomic::AtomicU64::new(log.raft.applied));
-    let waiters = waiters::Waiters::new(parts.member_id, 0, Arc::clone(&parts.hub));
+    let waiters = waiters::Waiters::new(
+        parts.member_id,
+        raft.applied_index(),
+        Arc::clone(&parts.hub),
+    );
     let early_answers = multi && parts.early_answers;
     let (batch_tx, apply_tx) = disk::spawn(
         disk::WalThread {
@@ -311,7 +315,6 @@ pub fn start(
         flush_sent: 0,
     };
     let mut node = node;
-    node.waiters.lock().delivered_through = node.raft.applied_index();
     node.publish_status();
     let node_thread = std::thread::Builder::new()
         .name("node".into())
