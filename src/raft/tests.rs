@@ -598,6 +598,70 @@ fn an_acknowledgement_of_entries_overwritten_before_they_were_durable_is_dropped
     );
 }
 
+#[test]
+fn committed_entries_durable_here_are_handed_out_while_a_ready_is_in_flight() {
+    let mut raft = Raft::new(2, vec![1, 2, 3], InitialState::default(), &config());
+    let append = |prev_index: u64, from: usize, to: usize, commit: u64| {
+        let entries = entries_of_terms(&[1; 6])[from..to].to_vec();
+        msg(
+            1,
+            2,
+            1,
+            MessageBody::Append {
+                prev_index,
+                prev_term: if prev_index == 0 { 0 } else { 1 },
+                entries,
+                commit,
+                clock: 0,
+            },
+        )
+    };
+    raft.step(append(0, 0, 2, 0));
+    let rd = raft.ready().unwrap();
+    assert_eq!(rd.entries.len(), 2);
+    raft.advance(Persisted {
+        durable_index: 2,
+        applied_index: 0,
+    });
+    // Entries 3 and 4 arrive with the news that 1 and 2 are committed.
+    raft.step(append(2, 2, 4, 2));
+    let early: Vec<u64> = raft
+        .take_durable_committed()
+        .iter()
+        .map(|e| e.index)
+        .collect();
+    assert_eq!(
+        early,
+        vec![1, 2],
+        "durable and committed: not behind 3 and 4's sync"
+    );
+    let rd = raft.ready().unwrap();
+    assert_eq!(rd.entries.len(), 2);
+    assert!(
+        rd.committed_entries.is_empty(),
+        "1 and 2 are handed out once"
+    );
+    // While 3 and 4 are being written, the leader says they are committed: not durable here
+    // yet, so they wait for the Ready's end.
+    raft.step(append(4, 4, 5, 4));
+    assert!(raft.take_durable_committed().is_empty());
+    assert!(raft.ready().is_none());
+    raft.advance(Persisted {
+        durable_index: 4,
+        applied_index: 2,
+    });
+    let late: Vec<u64> = raft
+        .take_durable_committed()
+        .iter()
+        .map(|e| e.index)
+        .collect();
+    assert_eq!(late, vec![3, 4]);
+    let rd = raft.ready().unwrap();
+    assert_eq!(rd.entries.len(), 1, "entry 5 still to write");
+    assert!(rd.committed_entries.is_empty());
+    assert_eq!(raft.violation(), None);
+}
+
 // Raft thesis §6.2: check-quorum.
 #[test]
 fn check_quorum_steps_down_a_leader_cut_off_from_the_quorum() {
