@@ -284,7 +284,6 @@ pub fn start(
         batch_busy: false,
         durable_index: log.last_index,
         wal_hard_state: log.raft.hard_state,
-        durable_hard_state: log.raft.hard_state,
         latest_hard_state: log.raft.hard_state,
         applies_outstanding: std::collections::VecDeque::new(),
         waiters: waiters.clone(),
@@ -436,8 +435,6 @@ struct Node {
     durable_index: u64,
     /// The term and vote last handed to the WAL thread.
     wal_hard_state: crate::raft::HardState,
-    /// The term and vote the WAL holds durably (what went with the last job it finished).
-    durable_hard_state: crate::raft::HardState,
     /// The newest hard state the core handed out.
     latest_hard_state: crate::raft::HardState,
     /// The last index of each batch of committed entries handed out and not yet applied.
@@ -955,7 +952,6 @@ impl Node {
 
     fn maybe_send_batch(&mut self) {
         loop {
-            self.apply_durable_committed();
             if self.batch_busy {
                 return;
             }
@@ -1034,27 +1030,6 @@ impl Node {
             }
             return;
         }
-    }
-
-    // Committed entries that are durable here go to the apply thread now, not behind the
-    // sync in progress or with the next WAL job (that job's own entries are not durable
-    // yet, so what it carries for applying waits for its sync). Sent from this thread
-    // before any later job, they reach the apply thread in index order.
-    fn apply_durable_committed(&mut self) {
-        let committed = self.raft.take_durable_committed();
-        let Some(last) = committed.last() else {
-            return;
-        };
-        let hard_state = crate::raft::HardState {
-            commit: self.durable_hard_state.commit.max(last.index),
-            ..self.durable_hard_state
-        };
-        let job = disk::ApplyJob {
-            committed,
-            hard_state,
-        };
-        // A closed channel: the apply thread stopped and told the node why.
-        let _ = self.apply_tx.send(disk::ApplyInput::Job(job));
     }
 
     fn send_messages(&mut self) {
@@ -1142,7 +1117,6 @@ impl Node {
             }
         };
         self.durable_index = durable_index;
-        self.durable_hard_state = self.wal_hard_state;
         self.raft.advance(Persisted {
             durable_index,
             applied_index: self.raft.applied_index(),

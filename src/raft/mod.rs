@@ -804,23 +804,6 @@ impl Raft {
         std::mem::take(&mut self.msgs)
     }
 
-    /// Committed entries that are durable here already, handed out for applying without
-    /// waiting for a Ready: a follower learns that entries it synced are committed while it
-    /// syncs the next ones, and a leader learns it from acknowledgements while its own sync
-    /// runs; behind that sync every answer would wait one more. Entries beyond the durable
-    /// mark still come in the Ready, after these.
-    pub fn take_durable_committed(&mut self) -> Vec<Entry> {
-        let through = self.hard_state.commit.min(self.log.persisted());
-        if through <= self.applying {
-            return Vec::new();
-        }
-        let entries = self.log.slice(self.applying + 1, through).to_vec();
-        if let Some(last) = entries.last() {
-            self.applying = last.index;
-        }
-        entries
-    }
-
     /// Answers to ReadIndex requests, without waiting for a Ready.
     pub fn take_read_states(&mut self) -> Vec<ReadState> {
         std::mem::take(&mut self.read_states)

@@ -334,9 +334,8 @@ struct Member {
     disk: Disk,
     write: Option<Write>,
     /// Committed entries waiting for the apply thread (`apply_lag_ms`), with when each
-    /// batch is applied and whether it came outside a Ready (its commit index was not
-    /// written with it: the apply records it, as pikv's apply transaction does).
-    applies: VecDeque<(u64, Vec<Entry>, bool)>,
+    /// batch is applied.
+    applies: VecDeque<(u64, Vec<Entry>)>,
     next_tick_at: u64,
     down_until: u64,
     boots: u64,
@@ -547,9 +546,6 @@ pub struct Stats {
     pub updated: u64,
     /// Snapshots installed by followers.
     pub snapshots: u64,
-    /// Batches of committed entries handed to the apply thread outside a Ready (durable
-    /// already, while a write was in progress or before the next one).
-    pub early_applies: u64,
 }
 
 /// A snapshot on its way from a leader to a follower (the driver's transfer).
@@ -1002,13 +998,6 @@ impl World {
             let msgs = raft.take_messages();
             let snapshots = raft.take_snapshot_requests();
             let reads = raft.take_read_states();
-            // As pikv's node does: committed entries durable already go to the apply thread
-            // at once, even while a Ready is being written.
-            let early = if self.opts.apply_lag_ms > 0 {
-                raft.take_durable_committed()
-            } else {
-                Vec::new()
-            };
             let ready = if busy { None } else { raft.ready() };
             let prev_term = ready
                 .as_ref()
@@ -1016,10 +1005,6 @@ impl World {
                 .map(|e| raft.log_term(e.index - 1));
             for rs in reads {
                 self.members[i].read_states.insert(rs.ctx, rs.index);
-            }
-            if !early.is_empty() {
-                self.stats.early_applies += 1;
-                self.queue_apply(i, early, true);
             }
             for m in msgs {
                 self.net.send(self.now, m, &mut self.prng);
@@ -1172,7 +1157,10 @@ impl World {
                 raft.advance(p);
             }
             if !ready.committed_entries.is_empty() {
-                self.queue_apply(i, ready.committed_entries, false);
+                let lag = self.prng.between(0, self.opts.apply_lag_ms);
+                let m = &mut self.members[i];
+                let at = m.applies.back().map_or(0, |(t, _)| *t).max(self.now + lag);
+                m.applies.push_back((at, ready.committed_entries));
             }
             return Ok(());
         }
@@ -1186,35 +1174,17 @@ impl World {
         Ok(())
     }
 
-    // The apply thread takes batches in the order they were handed out, each after a lag.
-    fn queue_apply(&mut self, i: usize, entries: Vec<Entry>, records_commit: bool) {
-        let lag = self.prng.between(0, self.opts.apply_lag_ms);
-        let m = &mut self.members[i];
-        let at = m
-            .applies
-            .back()
-            .map_or(0, |(t, _, _)| *t)
-            .max(self.now + lag);
-        m.applies.push_back((at, entries, records_commit));
-    }
-
     /// The apply thread's batches that are due (`apply_lag_ms`): applied, then reported with
     /// `applied_to`.
     fn complete_applies(&mut self, i: usize) -> Result<bool, Violation> {
         let mut any = false;
-        while let Some((at, _, _)) = self.members[i].applies.front() {
+        while let Some((at, _)) = self.members[i].applies.front() {
             if *at > self.now {
                 break;
             }
-            let Some((_, entries, records_commit)) = self.members[i].applies.pop_front() else {
+            let Some((_, entries)) = self.members[i].applies.pop_front() else {
                 break;
             };
-            if let (true, Some(last)) = (records_commit, entries.last()) {
-                // Committed: the core handed them out as such (the checker verifies it
-                // against the holders when each is applied).
-                let hs = &mut self.members[i].disk.hard_state;
-                hs.commit = hs.commit.max(last.index);
-            }
             self.apply_committed(i, &entries)?;
             let applied = self.members[i].disk.applied;
             if let Some(raft) = self.members[i].raft.as_mut() {
@@ -1618,12 +1588,8 @@ impl World {
         if self.opts.lying_disk {
             m.disk.hard_state.vote = 0;
         }
-        // As pikv's recovery does (`disk::open_log`): the log's commit index may trail what
-        // the apply thread applied and recorded beside it.
-        let mut hard_state = m.disk.hard_state;
-        hard_state.commit = hard_state.commit.max(m.disk.applied);
         let initial = InitialState {
-            hard_state,
+            hard_state: m.disk.hard_state,
             applied: m.disk.applied,
             compacted_index: m.disk.log_offset,
             compacted_term: m.disk.log_offset_term,
