@@ -645,13 +645,7 @@ impl Node {
     // Requests whose client gave up (timed out, disconnected) are dropped: under a long
     // partition they would otherwise pile up.
     fn drop_abandoned(&mut self) {
-        {
-            let mut w = self.waiters.lock();
-            w.forwarded.retain(|_, (_, r)| !r.is_closed());
-            // A deposed leader's proposals past what the new leader ever writes would wait
-            // for an index that never comes.
-            w.pending.retain(|_, (_, r)| !r.is_closed());
-        }
+        self.waiters.drop_abandoned();
         self.awaiting_leader.retain(|(_, r)| !r.is_closed());
         self.reads_awaiting_leader.retain(|r| !r.is_closed());
         self.read_requests.retain(|_, r| !r.is_closed());
@@ -1296,15 +1290,7 @@ impl Node {
     }
 
     fn fail_all(&mut self, cause: &str) {
-        {
-            let mut w = self.waiters.lock();
-            for (_, (_, reply)) in std::mem::take(&mut w.pending) {
-                let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
-            }
-            for (_, (_, reply)) in std::mem::take(&mut w.forwarded) {
-                let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
-            }
-        }
+        self.waiters.fail_all(cause);
         for (_, reply) in std::mem::take(&mut self.awaiting_leader) {
             let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
         }

@@ -55,6 +55,26 @@ impl Waiters {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets the clients that gave up (timed out, disconnected): under a long partition
+    /// they would otherwise pile up, and a deposed leader's proposals past what the new
+    /// leader ever writes would wait for an index that never comes.
+    pub fn drop_abandoned(&self) {
+        let mut inner = self.lock();
+        inner.forwarded.retain(|_, (_, r)| !r.is_closed());
+        inner.pending.retain(|_, (_, r)| !r.is_closed());
+    }
+
+    /// Answers every waiting client with `cause` (the node stops).
+    pub fn fail_all(&self, cause: &str) {
+        let mut inner = self.lock();
+        for (_, (_, reply)) in std::mem::take(&mut inner.pending) {
+            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
+        }
+        for (_, (_, reply)) in std::mem::take(&mut inner.forwarded) {
+            let _ = reply.try_send(Err(V2Error::new(300, cause, 0)));
+        }
+    }
+
     /// Publishes the events of entries not delivered yet and answers their clients.
     pub fn deliver(&self, results: Vec<AppliedEntry>) {
         let mut inner = self.lock();
