@@ -115,7 +115,12 @@ pub fn event_body(event: &Event, now_unix_nanos: u64, no_value_on_success: bool)
 /// in cluster time, `expiration` dates are wall-clock.
 pub fn event_body_at(event: &Event, now: Clocks, no_value_on_success: bool) -> Vec<u8> {
     let now_unix_nanos = now;
-    let mut out = Vec::with_capacity(128);
+    // Sized for the common event (a file and its previous version, little to escape), so
+    // that the body is written without regrowing.
+    let node_len =
+        |n: &NodeView| 160 + n.key.len() + n.value.as_ref().map_or(0, |v| v.len() + v.len() / 8);
+    let prev_len = event.prev_node.as_ref().map_or(0, node_len);
+    let mut out = Vec::with_capacity(64 + node_len(&event.node) + prev_len);
     out.extend_from_slice(b"{\"action\":");
     write_json_string(&mut out, event.action.as_str());
     if !(no_value_on_success && strips_value(event.action)) {
