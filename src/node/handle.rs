@@ -134,12 +134,9 @@ async fn reply_within<T>(
     rx: smol::channel::Receiver<Result<T, V2Error>>,
     timeout: Duration,
 ) -> Result<T, V2Error> {
-    let answer = async { Some(rx.recv().await) };
-    let expired = async {
-        smol::Timer::after(timeout).await;
-        None
-    };
-    match smol::future::or(answer, expired).await {
+    // A coarse deadline, not a reactor timer: arming one per request woke another thread
+    // on every PUT (see `coarse_timer`).
+    match crate::util::coarse_timer::within(timeout, rx.recv()).await {
         Some(Ok(result)) => result,
         Some(Err(_)) => Err(raft_error(STOPPED_CAUSE)),
         None => Err(raft_error(TIMEOUT_CAUSE)),

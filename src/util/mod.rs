@@ -1,8 +1,9 @@
-//! Small std-only helpers: clocks, checksums, SHA-1 for ids, Go-compatible
+//! Small std-only helpers: clocks, coarse request deadlines, checksums, SHA-1 for ids, Go-compatible
 //! time formatting, signals, systemd notifications.
 
 pub mod checksum;
 pub mod clock;
+pub mod coarse_timer;
 pub mod hosts;
 pub mod memory;
 pub mod notify;
