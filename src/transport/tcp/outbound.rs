@@ -11,7 +11,7 @@ use crate::transport::codec::{self, Batch, Push};
 use crate::transport::frame::{self, PAYLOAD_BYTES_MAX};
 use crate::transport::handshake::{Hello, HelloReply, HANDSHAKE_PAYLOAD_BYTES_MAX};
 use smol::channel::Receiver;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
 use smol::{future, Async, Timer};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -215,12 +215,15 @@ async fn offer_hello(link: &Link, stream: &Async<TcpStream>) -> Result<(), DialE
 async fn pump(link: &Link, stream: &Async<TcpStream>) -> String {
     let mut batch = Batch::new();
     let mut carry: Option<Message> = None;
+    // One watch for the whole connection: made anew for every wait, it read the socket
+    // (nothing there) and re-armed the reactor's interest once per frame.
+    let mut closed = std::pin::pin!(closed_by_peer(stream));
     loop {
         let first = match carry.take() {
             Some(m) => m,
             None => {
                 let next = future::or(async { Ok(link.queue.recv().await) }, async {
-                    Err(closed_by_peer(stream).await)
+                    Err(closed.as_mut().await)
                 })
                 .await;
                 match next {
@@ -285,14 +288,25 @@ async fn write_frame(stream: &Async<TcpStream>, framed: &[u8]) -> Result<(), Str
     Ok(())
 }
 
-/// Resolves when the peer closes (or breaks) our outbound connection.
+/// Resolves when the peer closes (or breaks) our outbound connection. It waits for the
+/// socket to become readable before it reads, so polling it again while nothing arrived
+/// costs no system call.
 async fn closed_by_peer(stream: &Async<TcpStream>) -> String {
+    use std::io::Read;
     let mut byte = [0u8; 1];
-    let mut reader = stream;
-    match reader.read(&mut byte).await {
-        Ok(0) => "closed by the peer".into(),
-        Ok(_) => "the peer wrote on a connection only we write (protocol violation)".into(),
-        Err(e) => describe(&e),
+    loop {
+        if let Err(e) = stream.readable().await {
+            return describe(&e);
+        }
+        match (&mut stream.get_ref()).read(&mut byte) {
+            Ok(0) => return "closed by the peer".into(),
+            Ok(_) => {
+                return "the peer wrote on a connection only we write (protocol violation)".into()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return describe(&e),
+        }
     }
 }
 
