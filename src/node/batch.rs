@@ -45,7 +45,7 @@ pub fn encode_command(cmd: &Command) -> Result<Vec<u8>, StorageError> {
 }
 
 fn decode_command(entry: &Entry, bytes: &[u8]) -> Result<Command, StorageError> {
-    format::decode(&format!("command of log entry {}", entry.index), bytes)
+    format::decode(format_args!("command of log entry {}", entry.index), bytes)
 }
 
 /// Log entries kept behind the applied index when the log is compacted (etcd keeps 5,000

@@ -137,14 +137,17 @@ pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<(Entry, &[u8]), StorageE
     Ok((entry, &body[used..]))
 }
 
-/// Encodes any record.
-pub fn encode<T: Encode>(what: &str, value: &T) -> Result<Vec<u8>, StorageError> {
+/// Encodes any record. `what` names it in an error and is formatted only then.
+pub fn encode<T: Encode>(what: impl std::fmt::Display, value: &T) -> Result<Vec<u8>, StorageError> {
     bincode::encode_to_vec(value, BINCODE)
         .map_err(|e| StorageError::corrupt(format!("encode {what}"), e.to_string()))
 }
 
-/// Decodes any record, naming it in the error.
-pub fn decode<T: Decode<()>>(what: &str, bytes: &[u8]) -> Result<T, StorageError> {
+/// Decodes any record, naming it in the error (formatted only then).
+pub fn decode<T: Decode<()>>(
+    what: impl std::fmt::Display,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
     bincode::decode_from_slice(bytes, BINCODE)
         .map(|(v, _)| v)
         .map_err(|e| StorageError::corrupt(format!("decode {what}"), e.to_string()))

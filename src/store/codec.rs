@@ -16,14 +16,18 @@ pub const BINCODE: bincode::config::Configuration<
     bincode::config::Limit<DECODE_LIMIT>,
 > = bincode::config::standard().with_limit::<DECODE_LIMIT>();
 
-/// Encodes a record.
-pub fn encode<T: Encode>(what: &str, value: &T) -> Result<Vec<u8>, StorageError> {
+/// Encodes a record. `what` names it in an error and is formatted only then (callers pass
+/// `format_args!`: a node's path formatted for every record was measurable on the apply thread).
+pub fn encode<T: Encode>(what: impl std::fmt::Display, value: &T) -> Result<Vec<u8>, StorageError> {
     bincode::encode_to_vec(value, BINCODE)
         .map_err(|e| StorageError::corrupt(format!("encode {what}"), e.to_string()))
 }
 
-/// Decodes a record that must fill `bytes` exactly.
-pub fn decode<T: Decode<()>>(what: &str, bytes: &[u8]) -> Result<T, StorageError> {
+/// Decodes a record that must fill `bytes` exactly (`what` as for [`encode`]).
+pub fn decode<T: Decode<()>>(
+    what: impl std::fmt::Display,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
     let op = || format!("decode {what}");
     let (value, used) = bincode::decode_from_slice(bytes, BINCODE)
         .map_err(|e| StorageError::corrupt(op(), e.to_string()))?;

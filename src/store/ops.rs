@@ -155,10 +155,16 @@ fn set<K: KvWrite>(
         (Some(p), true) => p.value.as_str(),
         _ => value,
     };
-    if let Some(p) = &prev {
-        tree::remove_one(kv, key, p)?;
-    }
-    let node = create_node(kv, key, dir, value, expire_at, next)?;
+    let node = match &prev {
+        // A file replaced where it stands: its directories exist (the lookup walked them),
+        // and one write over the old record keeps the expiry index in step.
+        Some(p) => {
+            let node = NodeRecord::new(dir, value.to_string(), next, expire_at);
+            tree::put(kv, key, Some(p), &node)?;
+            node
+        }
+        None => create_node(kv, key, dir, value, expire_at, next)?,
+    };
     let prev_view = prev.map(|p| p.view(key));
     commit(
         kv,

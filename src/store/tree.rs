@@ -84,7 +84,7 @@ pub fn load<K: KvRead>(kv: &K, path: &str) -> Result<Option<NodeRecord>, Storage
         return Ok(Some(NodeRecord::root()));
     }
     kv.get(Table::Nodes, &path::node_key(path))?
-        .map(|bytes| codec::decode(&format!("node {path}"), &bytes))
+        .map(|bytes| codec::decode(format_args!("node {path}"), &bytes))
         .transpose()
 }
 
@@ -143,7 +143,7 @@ pub fn put<K: KvWrite>(
             ttl::insert(kv, exp, path)?;
         }
     }
-    let bytes = codec::encode(&format!("node {path}"), new)?;
+    let bytes = codec::encode(format_args!("node {path}"), new)?;
     kv.put(Table::Nodes, &path::node_key(path), &bytes)
 }
 
@@ -190,7 +190,7 @@ pub fn children<K: KvRead>(kv: &K, dir: &str) -> Result<Vec<(String, NodeRecord)
 fn decode_child(key: &[u8], value: &[u8]) -> Result<(String, NodeRecord), StorageError> {
     let path = path::path_of_node_key(key)
         .ok_or_else(|| StorageError::corrupt("decode node key", "malformed key"))?;
-    let record = codec::decode(&format!("node {path}"), value)?;
+    let record = codec::decode(format_args!("node {path}"), value)?;
     Ok((path.to_string(), record))
 }
 
