@@ -48,22 +48,62 @@ fn escape_for(c: char) -> Option<&'static [u8]> {
     })
 }
 
+/// Bytes [`write_escaped`] must look at: the ASCII that Go escapes, and the lead bytes of
+/// U+2028, U+2029 (0xE2) and U+FFFD (0xEF). Everything else is copied as it is, in runs: a
+/// value is scanned a byte at a time without decoding its characters.
+const LOOK: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t[0xE2] = true;
+    t[0xEF] = true;
+    t
+};
+
 /// Appends the string body of `s` (without the surrounding quotes), escaped like Go.
 fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc = escape_for(c);
-        let ctl = (c as u32) < 0x20;
-        if esc.is_none() && !ctl {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !LOOK[b as usize] {
+            i += 1;
             continue;
         }
-        out.extend_from_slice(&bytes[start..i]);
-        match esc {
-            Some(e) => out.extend_from_slice(e),
-            None => push_u00(out, c as u8),
+        // `s` is UTF-8: a lead byte starts a whole character, so its next bytes are here.
+        let (len, c) = match b {
+            0xE2 | 0xEF => match s[i..].chars().next() {
+                Some(c) => (c.len_utf8(), c),
+                None => break,
+            },
+            _ => (1, b as char),
+        };
+        match escape_for(c) {
+            Some(e) => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(e);
+            }
+            None if (c as u32) < 0x20 => {
+                out.extend_from_slice(&bytes[start..i]);
+                push_u00(out, b);
+            }
+            None => {
+                // Another character with the same lead byte: copied with the run.
+                i += len;
+                continue;
+            }
         }
-        start = i + c.len_utf8();
+        i += len;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -166,12 +206,70 @@ mod tests {
         ("\u{7f}", "\"\u{7f}\""),
         ("\u{fffd}", r#""\ufffd""#),
         ("✓ é /", "\"✓ é /\""),
+        // Other characters behind the lead bytes of the escaped ones are copied.
+        (
+            "\u{feff}x\u{2027}\u{202a}a\u{fffc}",
+            "\"\u{feff}x\u{2027}\u{202a}a\u{fffc}\"",
+        ),
+        ("a\u{2028}b<c\u{1}", r#""a\u2028b\u003cc\u0001""#),
     ];
 
     #[test]
     fn write_json_string_cases() {
         for (input, want) in CASES {
             assert_eq!(quoted(input), *want, "{input:?}");
+        }
+    }
+
+    // The escaping as Go states it, a character at a time: the byte scan must agree.
+    fn reference_escape(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in s.chars() {
+            match escape_for(c) {
+                Some(e) => out.extend_from_slice(e),
+                None if (c as u32) < 0x20 => push_u00(&mut out, c as u8),
+                None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn byte_scan_matches_the_character_reference() {
+        let pool = [
+            'a',
+            ' ',
+            '"',
+            '\\',
+            '<',
+            '>',
+            '&',
+            '\n',
+            '\u{0}',
+            '\u{1f}',
+            '\u{7f}',
+            'é',
+            '✓',
+            '\u{2027}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{202a}',
+            '\u{fffd}',
+            '\u{fffc}',
+            '\u{feff}',
+            '\u{10348}',
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2_000 {
+            let mut s = String::new();
+            for _ in 0..(seed % 12) {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                s.push(pool[(seed >> 33) as usize % pool.len()]);
+            }
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let mut got = Vec::new();
+            write_escaped(&mut got, &s);
+            assert_eq!(got, reference_escape(&s), "{s:?}");
         }
     }
 
