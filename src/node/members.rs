@@ -115,16 +115,26 @@ impl Members {
         &mut self,
         talking_to: impl IntoIterator<Item = NodeId>,
     ) -> Option<Vec<(NodeId, Vec<String>)>> {
-        let mut wanted: Vec<(NodeId, Vec<String>)> = talking_to
+        // Asked on every turn of the node loop: the answer is almost always "no change",
+        // found without copying any address.
+        let mut ids: Vec<NodeId> = talking_to
             .into_iter()
-            .filter(|id| *id != self.me)
-            .filter_map(|id| self.book.get(&id).map(|urls| (id, urls.clone())))
+            .filter(|id| *id != self.me && self.book.contains_key(id))
             .collect();
-        wanted.sort();
-        wanted.dedup_by_key(|(id, _)| *id);
-        if wanted == self.linked {
+        ids.sort_unstable();
+        ids.dedup();
+        let unchanged = ids.len() == self.linked.len()
+            && ids
+                .iter()
+                .zip(&self.linked)
+                .all(|(id, (linked, urls))| id == linked && self.book.get(id) == Some(urls));
+        if unchanged {
             return None;
         }
+        let wanted: Vec<(NodeId, Vec<String>)> = ids
+            .into_iter()
+            .filter_map(|id| self.book.get(&id).map(|urls| (id, urls.clone())))
+            .collect();
         self.linked = wanted.clone();
         Some(wanted)
     }
