@@ -3,9 +3,10 @@
 //! own and log compaction drops them with their entries. At start the node reads them back
 //! from the newest record until it has the last [`HISTORY_LEN`].
 //!
-//! An event repeats much of its command: a set's new value is the command's value and its
-//! previous node has the same key. Those parts are left out and restored from the command,
-//! which sits in the same record.
+//! An event repeats much of its command: a set's new value is the command's value, its
+//! previous node has the same key, and often (a refresh, a heartbeat rewriting what it wrote)
+//! the same value too. Those parts are left out and restored from the command, which sits in
+//! the same record.
 
 use super::codec;
 use super::command::Command;
@@ -20,6 +21,8 @@ pub const HISTORY_LEN: usize = 1000;
 const VALUE_FROM_COMMAND: u8 = 1;
 /// The previous node's key is the node's key.
 const PREV_KEY_SAME: u8 = 2;
+/// The previous node's value is the command's value.
+const PREV_VALUE_FROM_COMMAND: u8 = 4;
 
 #[derive(Encode, Decode)]
 struct StoredEvent {
@@ -46,6 +49,10 @@ pub fn encode<'a>(
                     prev.key = String::new();
                     flags |= PREV_KEY_SAME;
                 }
+                if prev.value.is_some() && prev.value.as_deref() == cmd.value() {
+                    prev.value = None;
+                    flags |= PREV_VALUE_FROM_COMMAND;
+                }
             }
             StoredEvent { flags, event }
         })
@@ -65,9 +72,12 @@ pub fn decode(bytes: &[u8], cmd: &Command) -> Result<Vec<Event>, StorageError> {
             if flags & VALUE_FROM_COMMAND != 0 {
                 event.node.value = cmd.value().map(str::to_string);
             }
-            if flags & PREV_KEY_SAME != 0 {
-                if let Some(prev) = event.prev_node.as_mut() {
+            if let Some(prev) = event.prev_node.as_mut() {
+                if flags & PREV_KEY_SAME != 0 {
                     prev.key = event.node.key.clone();
+                }
+                if flags & PREV_VALUE_FROM_COMMAND != 0 {
+                    prev.value = cmd.value().map(str::to_string);
                 }
             }
             event

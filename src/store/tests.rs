@@ -1165,14 +1165,28 @@ fn history_keeps_every_event_including_refresh() {
 fn history_codec_leaves_out_what_the_command_holds() {
     let mut h = Harness::new();
     let value = "v".repeat(256);
-    h.ok(set("/k", &value));
+    h.ok(set("/k", &"w".repeat(256)));
     let cmd = set("/k", &value);
     let applied = h.run(cmd.clone()).unwrap();
     let events: Vec<Event> = applied.iter().map(|a| a.event.clone()).collect();
     assert_eq!(events[0].prev_node.as_ref().unwrap().key, "/k");
     let bytes = V2Store::encode_history(&events, &cmd).unwrap();
     // The previous value is stored; the new value and the repeated key are not.
-    assert!(bytes.len() < 256 + 40, "{} bytes", bytes.len());
+    assert!(
+        bytes.len() > 256 && bytes.len() < 256 + 40,
+        "{} bytes",
+        bytes.len()
+    );
+    assert_eq!(V2Store::decode_history(&bytes, &cmd).unwrap(), events);
+    // Rewriting the same value stores neither value.
+    let again = h.run(cmd.clone()).unwrap();
+    let events: Vec<Event> = again.iter().map(|a| a.event.clone()).collect();
+    assert_eq!(
+        events[0].prev_node.as_ref().unwrap().value.as_deref(),
+        Some(value.as_str())
+    );
+    let bytes = V2Store::encode_history(&events, &cmd).unwrap();
+    assert!(bytes.len() < 40, "{} bytes", bytes.len());
     assert_eq!(V2Store::decode_history(&bytes, &cmd).unwrap(), events);
     // An event whose value differs from the command's (none here) keeps it.
     let other = set("/k", "different");
