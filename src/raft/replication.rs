@@ -101,6 +101,19 @@ impl Raft {
         let hi = prev_index
             .saturating_add(max_entries)
             .min(self.log.last_index());
+        // With an append already on its way, a partial one waits for its acknowledgement
+        // (which sends everything that came meanwhile in one message): the follower would
+        // have made them one WAL write anyway, and each message costs both sides syscalls
+        // and wakeups. Full appends still stream, so a follower's slow disk does not throttle
+        // the pipeline; a probe (`Always`) still goes.
+        if pr.state == ProgressState::Replicate
+            && !pr.inflight.is_empty()
+            && hi > prev_index
+            && hi - prev_index < max_entries
+            && when != SendWhen::Always
+        {
+            return false;
+        }
         let entries = self.log.slice(prev_index + 1, hi).to_vec();
         let commit = self.hard_state.commit;
         // The follower takes the commit index only up to the last entry the append vouches for.

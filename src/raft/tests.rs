@@ -856,6 +856,45 @@ fn the_leader_keeps_at_most_max_inflight_appends_to_a_follower() {
 }
 
 #[test]
+fn a_partial_append_waits_for_the_one_in_flight_and_a_full_one_does_not() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let _ = drive(c.node(1));
+    let appends_to_2 = |msgs: Vec<Message>| -> Vec<usize> {
+        msgs.into_iter()
+            .filter_map(|m| match (m.to, &m.body) {
+                (2, MessageBody::Append { entries, .. }) => Some(entries.len()),
+                _ => None,
+            })
+            .collect()
+    };
+    c.node(1).propose(vec![1]).unwrap();
+    assert_eq!(
+        appends_to_2(drive(c.node(1))),
+        vec![1],
+        "nothing in flight: at once"
+    );
+    let first = c.node(1).last_index();
+    for k in 2..5u8 {
+        c.node(1).propose(vec![k]).unwrap();
+        assert_eq!(appends_to_2(drive(c.node(1))), Vec::<usize>::new(), "held");
+    }
+    // The acknowledgement sends what came meanwhile, in one append.
+    c.node(1).step(msg(
+        2,
+        1,
+        1,
+        MessageBody::AppendAccepted { match_index: first },
+    ));
+    assert_eq!(appends_to_2(drive(c.node(1))), vec![3]);
+    // With that one in flight, a full append's worth streams.
+    for k in 0..64u8 {
+        c.node(1).propose(vec![k]).unwrap();
+    }
+    assert_eq!(appends_to_2(drive(c.node(1))), vec![64]);
+}
+
+#[test]
 fn proposals_of_one_pass_share_one_append_per_follower() {
     let mut c = Cluster::new(3);
     c.elect(1);

@@ -349,11 +349,13 @@ fn a_seed_replays_exactly() {
 }
 
 /// The checkers must be able to fail: a disk that acknowledges a vote but forgets it on a
-/// crash lets a member vote twice in a term, and some seed must catch what follows.
+/// crash lets a member vote twice in a term, and some seed must catch what follows. About
+/// one seed in 200 does (measured over 2000: 9 and 10 with two versions of the core), so the
+/// search goes far enough that missing all is not luck.
 #[test]
 fn a_disk_that_forgets_votes_is_caught() {
     let mut caught = Vec::new();
-    for seed in 0..200 {
+    for seed in 0..3000 {
         let mut opts = Options::swarm(seed, 3);
         opts.lying_disk = true;
         opts.crash_every_ms = 50;
