@@ -91,6 +91,11 @@ pub fn load<K: KvRead>(kv: &K, path: &str) -> Result<Option<NodeRecord>, Storage
 /// The node at `path` the way etcd's `internalGet` finds it: 100 with the first missing
 /// prefix, or 104 with the first file that has a component below it.
 pub fn lookup<K: KvRead>(kv: &K, path: &str) -> Result<NodeRecord, Fault> {
+    // A stored node implies directories all the way up, so finding it ends the walk before
+    // it starts: one read instead of one per component for the keys that exist.
+    if let Some(node) = load(kv, path)? {
+        return Ok(node);
+    }
     let mut node = NodeRecord::root();
     let mut parent = ROOT;
     for prefix in path::prefixes(path) {
