@@ -42,7 +42,9 @@ static TABLES: [[u32; 256]; 8] = make_tables();
 pub fn crc32c(data: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("sse4.2") {
-        return sse42::crc32c(data);
+        #[allow(unsafe_code)]
+        // SAFETY: this CPU has SSE4.2, the one feature `sse42` is compiled for.
+        return unsafe { sse42(data) };
     }
     sliced(data)
 }
@@ -69,36 +71,25 @@ fn sliced(data: &[u8]) -> u32 {
     !crc
 }
 
+/// CRC-32C with the SSE4.2 `crc32` instruction, eight bytes per step; callable only on a CPU
+/// that has it.
 #[cfg(target_arch = "x86_64")]
-mod sse42 {
+#[allow(unsafe_code)]
+#[target_feature(enable = "sse4.2")]
+unsafe fn sse42(data: &[u8]) -> u32 {
     use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
-
-    /// CRC-32C with the SSE4.2 `crc32` instruction; the caller has checked the CPU has it.
-    pub fn crc32c(data: &[u8]) -> u32 {
-        #[allow(unsafe_code)]
-        // SAFETY: only called after `is_x86_feature_detected!("sse4.2")` returned true, so the
-        // instructions `with_sse42` is compiled to exist on this CPU.
-        unsafe {
-            with_sse42(data)
-        }
+    let mut crc = u64::from(!0u32);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        crc = _mm_crc32_u64(crc, word);
     }
-
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "sse4.2")]
-    unsafe fn with_sse42(data: &[u8]) -> u32 {
-        let mut crc = u64::from(!0u32);
-        let mut chunks = data.chunks_exact(8);
-        for c in &mut chunks {
-            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            crc = _mm_crc32_u64(crc, word);
-        }
-        // The instruction keeps the CRC in the low 32 bits.
-        let mut crc = crc as u32;
-        for &b in chunks.remainder() {
-            crc = _mm_crc32_u8(crc, b);
-        }
-        !crc
+    // The instruction keeps the CRC in the low 32 bits.
+    let mut crc = crc as u32;
+    for &b in chunks.remainder() {
+        crc = _mm_crc32_u8(crc, b);
     }
+    !crc
 }
 
 #[cfg(test)]
