@@ -15,6 +15,7 @@
 
 use super::batch::{self, AppliedEntry, BatchOutcome};
 use super::handle::{Status, NO_SPACE_CAUSE};
+use super::inbox::InboxSender;
 use super::Input;
 use crate::raft::{Entry, HardState};
 use crate::storage::lmdb::{LmdbStorage, Recovered};
@@ -228,7 +229,7 @@ pub struct WalThread {
 pub fn spawn(
     wal: WalThread,
     apply: ApplyThread,
-    node: Sender<Input>,
+    node: InboxSender<Input>,
 ) -> Result<(Sender<WalJob>, Sender<ApplyInput>), StorageError> {
     let (job_tx, job_rx) = mpsc::channel::<WalJob>();
     let (apply_tx, apply_rx) = mpsc::channel::<ApplyInput>();
@@ -254,7 +255,7 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), Stor
 }
 
 impl WalThread {
-    fn run(mut self, jobs: Receiver<WalJob>, apply: Sender<ApplyInput>, node: Sender<Input>) {
+    fn run(mut self, jobs: Receiver<WalJob>, apply: Sender<ApplyInput>, node: InboxSender<Input>) {
         for job in jobs {
             if let Some(restart) = job.restored {
                 if let Err(e) = self.wal.restart(restart.hard_state, &restart.kept) {
@@ -345,7 +346,7 @@ const INSTALL_OUT_OF_TURN: &str =
 const WINDOW_ENTRIES: usize = 4_096;
 
 impl ApplyThread {
-    fn run(mut self, jobs: Receiver<ApplyInput>, node: Sender<Input>) {
+    fn run(mut self, jobs: Receiver<ApplyInput>, node: InboxSender<Input>) {
         let mut open = true;
         while open {
             let first = match jobs.recv() {
@@ -747,11 +748,14 @@ mod tests {
             flush_through: 0,
         };
         let (tx, rx) = mpsc::channel();
-        let (node_tx, node_rx) = mpsc::channel();
+        let (node_tx, node_rx) = crate::node::inbox::channel();
+        let node_rx = std::cell::RefCell::new(node_rx);
         let thread = std::thread::spawn(move || apply.run(rx, node_tx));
         let recv = || {
             node_rx
-                .recv_timeout(std::time::Duration::from_secs(30))
+                .borrow_mut()
+                .recv(Some(std::time::Duration::from_secs(30)), false)
+                .expect("the apply thread is there")
                 .expect("the apply thread reports")
         };
         // The entries answered (by the apply thread itself) since the last call: waits for
@@ -784,9 +788,12 @@ mod tests {
         tx.send(job(3..=3)).unwrap();
         assert_eq!(answered(3), vec![3]);
         assert!(
-            node_rx
-                .recv_timeout(std::time::Duration::from_millis(300))
-                .is_err(),
+            matches!(
+                node_rx
+                    .borrow_mut()
+                    .recv(Some(std::time::Duration::from_millis(300)), false),
+                Ok(None)
+            ),
             "the window is still open: nothing committed"
         );
         assert_eq!(storage.recover().unwrap().raft.applied, 0);

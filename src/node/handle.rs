@@ -1,11 +1,12 @@
 //! What API workers hold: a cloneable sender into the node thread and the member's shared,
 //! lock-free status (Raft index and term for the headers, leader, quota use).
 
+use super::inbox::InboxSender;
 use super::Input;
 use crate::store::{Command, Event, V2Error};
 use crate::util::notify::Liveness;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,7 +116,7 @@ impl Status {
 /// A cloneable handle to the node thread.
 #[derive(Clone)]
 pub struct NodeHandle {
-    pub(super) tx: Sender<Input>,
+    pub(super) tx: InboxSender<Input>,
     /// The member's shared status.
     pub status: Arc<Status>,
     /// How long a write or quorum read waits before etcd's timeout error.
@@ -163,8 +164,10 @@ impl NodeHandle {
             return Err(raft_error(NO_SPACE_CAUSE));
         }
         let (reply, rx) = smol::channel::bounded(1);
+        // Deferrable: while the node's last Ready is with the WAL thread, a write has to
+        // wait for that fsync anyway (see `inbox`).
         self.tx
-            .send(Input::Propose { command, reply })
+            .send_deferrable(Input::Propose { command, reply })
             .map_err(|_| raft_error(STOPPED_CAUSE))?;
         reply_within(rx, self.request_timeout).await
     }

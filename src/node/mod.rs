@@ -10,6 +10,7 @@ pub mod bootstrap;
 mod disk;
 pub mod force;
 mod handle;
+mod inbox;
 pub mod members;
 pub mod snapshot;
 mod waiters;
@@ -24,9 +25,10 @@ use crate::transport::Transport;
 use crate::util::clock::{self, ClusterClock};
 use crate::watch::WatchHub;
 use batch::BatchOutcome;
+use inbox::{Inbox, InboxSender};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -214,10 +216,15 @@ pub fn start(
     status
         .used_bytes
         .store(parts.storage.used_bytes()?, Ordering::SeqCst);
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = inbox::channel();
     let peer_tx = tx.clone();
     let deliver: Deliver = Box::new(move |m| {
-        let _ = peer_tx.send(Input::Peer(m));
+        // A forwarded write waits for the leader's WAL like a local one (see `inbox`).
+        let _ = if matches!(m.body, crate::raft::MessageBody::Propose { .. }) {
+            peer_tx.send_deferrable(Input::Peer(m))
+        } else {
+            peer_tx.send(Input::Peer(m))
+        };
     });
     let transport = connect(deliver).map_err(|e| {
         StorageError::new(
@@ -414,7 +421,7 @@ struct Node {
     /// This member and its cluster.
     identity: crate::storage::Identity,
     /// The node's own input, for the threads it starts.
-    self_tx: Sender<Input>,
+    self_tx: InboxSender<Input>,
     /// A received snapshot waiting for the pipeline to be idle.
     install_wanted: Option<snapshot::Incoming>,
     /// The snapshot the apply thread is installing: the core is frozen meanwhile.
@@ -500,20 +507,15 @@ const APPLY_COMMIT_WINDOW: Duration = Duration::from_millis(50);
 const TRANSFER_WAIT: Duration = Duration::from_secs(2);
 
 impl Node {
-    fn run(mut self, rx: Receiver<Input>) -> Result<(), StorageError> {
+    fn run(mut self, mut rx: Inbox<Input>) -> Result<(), StorageError> {
         // The leader's no-op is already in the log: commit it now, not with the first request.
         self.maybe_send_batch();
         loop {
-            let input = match self.wait_timeout() {
-                Some(t) => match rx.recv_timeout(t) {
-                    Ok(i) => Some(i),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-                },
-                None => match rx.recv() {
-                    Ok(i) => Some(i),
-                    Err(_) => return Ok(()),
-                },
+            // While a Ready is with the WAL thread, its answer comes within one fsync, and
+            // writes that arrive meanwhile wait for it (see `inbox`).
+            let input = match rx.recv(self.wait_timeout(), self.batch_busy) {
+                Ok(input) => input,
+                Err(inbox::Disconnected) => return Ok(()),
             };
             let mut next = input;
             while let Some(input) = next {
@@ -522,7 +524,7 @@ impl Node {
                         return Ok(());
                     }
                 }
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
             if self.installing.is_some() {
                 // The core is frozen until the snapshot is in (see `snapshot`).

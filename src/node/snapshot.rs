@@ -16,6 +16,7 @@
 //! install commits leaves the old state; after it, the new (the WAL's tail of a diverged
 //! log is dropped at the next start, see `disk::open_log`).
 
+use super::inbox::InboxSender;
 use super::{disk, Input, Node};
 use crate::raft::{NodeId, Role, SnapshotMeta};
 use crate::storage::lmdb::snapshot::SnapshotHeader;
@@ -61,7 +62,7 @@ pub(super) fn spawn_send(
     term: u64,
     to: NodeId,
     urls: Vec<String>,
-    node: Sender<Input>,
+    node: InboxSender<Input>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("snapshot-send".into())
