@@ -41,7 +41,18 @@ fi
 
 $SUDO dpkg --add-architecture armhf
 $SUDO dpkg --add-architecture arm64
-$SUDO apt-get update -qq
+# A mirror caught mid-sync fails one index ("File has unexpected size"); a retry a little
+# later gets a consistent one. After the last try go on with what was fetched: the install
+# below names any package that is really missing.
+for try in 1 2 3 4; do
+    $SUDO apt-get update -qq && break
+    if [ "$try" = 4 ]; then
+        echo "cross toolchain: apt-get update failed 4 times; going on with the indexes it got" >&2
+    else
+        echo "cross toolchain: apt-get update failed (try $try of 4); retrying in $((try * 10)) s" >&2
+        sleep $((try * 10))
+    fi
+done
 MSRV_VERSION=1.85.0+dfsg3-1~deb12u3
 if [ -n "${PIKV_RUST_WEB_VERSION:-}" ]; then
     V=$PIKV_RUST_WEB_VERSION

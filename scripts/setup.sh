@@ -25,7 +25,17 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
-    $SUDO apt-get update -qq
+    # A mirror caught mid-sync fails one index; retry, then go on with what was fetched (the
+    # install names any package that is really missing).
+    for try in 1 2 3 4; do
+        $SUDO apt-get update -qq && break
+        if [ "$try" = 4 ]; then
+            echo "setup: apt-get update failed 4 times; going on with the indexes it got" >&2
+        else
+            echo "setup: apt-get update failed (try $try of 4); retrying in $((try * 10)) s" >&2
+            sleep $((try * 10))
+        fi
+    done
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
