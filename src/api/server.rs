@@ -1,7 +1,7 @@
-//! The client listeners: one per `--listen-client-urls` entry, served by `http1` (a thread
-//! per open connection, requests handled inline). Routing, CORS and Go's
-//! `ServeMux` behaviour (OPTIONS, 301 for unclean paths, 404) live here; the endpoints are
-//! in `keys.rs` and `admin.rs`.
+//! The client listeners: one per `--listen-client-urls` entry, served by `http1` (each open
+//! connection a task on the shared smol executor, its requests answered in order). Routing,
+//! CORS and Go's `ServeMux` behaviour (OPTIONS, 301 for unclean paths, 404) live here; the
+//! endpoints are in `keys.rs` and `admin.rs`.
 
 use super::http1::{self, Request, Response};
 use super::path::{check_path, keys_key, redirect_body, PathCheck, BAD_REQUEST_BODY};
