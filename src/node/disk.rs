@@ -341,15 +341,16 @@ pub struct ApplyThread {
 const INSTALL_OUT_OF_TURN: &str =
     "a snapshot install arrived while entries were being applied: not installed";
 
-/// A transaction takes in at most this many entries through its commit window. LMDB keeps
-/// every page a write transaction dirtied as malloc'd memory for reuse until the environment
-/// closes (`me_dpages` is never trimmed), so the largest transaction sets a member's anon
-/// RSS for good: with random keys each entry dirties about one leaf page, and a 50 ms window
+/// An apply transaction takes at most this many entries, through its commit window or of a
+/// long run handed over at once (replayed at start, a follower catching up, the WAL's tail
+/// at `--force-new-cluster`). LMDB keeps every page a write transaction dirtied as malloc'd
+/// memory for reuse until the environment closes (`me_dpages` is never trimmed), so the
+/// largest transaction sets a member's anon RSS for good: with random keys each entry dirties about one leaf page, and a 50 ms window
 /// at 13k PUT/s took ~650 entries, ~4 MiB. Measured on the project's 2-core VM, 3 members,
 /// PUT sweep 64/256 conns, 3 interleaved reps: peak RSS 28.7 (4,096) -> 26.2 (512) -> 23.9
 /// MiB (256); PUT/s at 64 conns 8050 / 8952 / 9140 (within the noise); CPU per PUT at 256
 /// conns 109 / 107 / 118 us (more commits).
-const WINDOW_ENTRIES: usize = 256;
+pub(super) const TXN_ENTRIES_MAX: usize = 256;
 
 impl ApplyThread {
     fn run(mut self, jobs: Receiver<ApplyInput>, node: InboxSender<Input>) {
@@ -373,7 +374,10 @@ impl ApplyThread {
             };
             let mut committed = first.committed;
             let mut hard_state = first.hard_state;
-            while let Ok(more) = jobs.try_recv() {
+            while committed.len() < TXN_ENTRIES_MAX {
+                let Ok(more) = jobs.try_recv() else {
+                    break;
+                };
                 match more {
                     ApplyInput::Job(job) => {
                         committed.extend(job.committed);
@@ -383,10 +387,20 @@ impl ApplyThread {
                     ApplyInput::Install(_) => log::error!("{INSTALL_OUT_OF_TURN}"),
                 }
             }
-            let outcome = self.apply(committed, hard_state, &jobs, &mut open);
-            let failed = outcome.is_err();
-            if node.send(Input::Applied(outcome)).is_err() || failed {
-                return;
+            // A long run of entries (replayed at start, or a follower catching up) is
+            // applied in transactions of at most TXN_ENTRIES_MAX, for the memory LMDB keeps
+            // (see there); only the last one takes in later entries through its window.
+            loop {
+                let rest = committed.split_off(committed.len().min(TXN_ENTRIES_MAX));
+                let outcome = self.apply(committed, hard_state, &jobs, &mut open);
+                let failed = outcome.is_err();
+                if node.send(Input::Applied(outcome)).is_err() || failed {
+                    return;
+                }
+                if rest.is_empty() {
+                    break;
+                }
+                committed = rest;
             }
         }
         // The node stopped: make the last commit durable too, so a restart replays nothing.
@@ -408,7 +422,7 @@ impl ApplyThread {
             open,
             hard_state,
             deadline: std::time::Instant::now() + self.commit_window,
-            room: WINDOW_ENTRIES.saturating_sub(committed.len()),
+            room: TXN_ENTRIES_MAX.saturating_sub(committed.len()),
         };
         let use_window = self.early_answers.is_some() && !self.commit_window.is_zero();
         let mut outcome = self.apply_once(
@@ -827,6 +841,52 @@ mod tests {
         }
         thread.join().unwrap();
         assert_eq!(storage.recover().unwrap().raft.applied, 6);
+        drop(storage);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // Queued jobs merge only up to TXN_ENTRIES_MAX, and a longer run is applied in
+    // transactions of that many: each commit reports the index it applied through.
+    #[test]
+    fn long_runs_of_entries_are_applied_in_bounded_transactions() {
+        let dir = std::env::temp_dir().join(format!("pikv-disk-chunks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let storage = Arc::new(LmdbStorage::open(&dir, 64 << 20).unwrap());
+        let apply = ApplyThread {
+            storage: Arc::clone(&storage),
+            store: Arc::new(V2Store::new()),
+            status: Arc::new(Status::default()),
+            state: RaftState::default(),
+            first_index: 0,
+            snapshot_count: 10_000,
+            single: false,
+            early_answers: None,
+            commit_window: std::time::Duration::ZERO,
+            lmdb_durable: Arc::new(AtomicU64::new(0)),
+            flush_through: 0,
+        };
+        let w = TXN_ENTRIES_MAX as u64;
+        let (tx, rx) = mpsc::channel();
+        // All queued before the thread starts: one run longer than two transactions, then
+        // two short jobs that together exceed one.
+        tx.send(job(1..=2 * w + 10)).unwrap();
+        tx.send(job(2 * w + 11..=2 * w + 10 + w / 2)).unwrap();
+        tx.send(job(2 * w + 11 + w / 2..=3 * w + 20)).unwrap();
+        drop(tx);
+        let (node_tx, mut node_rx) = crate::node::inbox::channel();
+        let thread = std::thread::spawn(move || apply.run(rx, node_tx));
+        let mut commits = Vec::new();
+        while let Ok(Some(input)) = node_rx.recv(Some(std::time::Duration::from_secs(30)), false) {
+            match input {
+                Input::Applied(Ok(outcome)) => commits.push(outcome.applied_index),
+                _ => panic!("expected a commit"),
+            }
+        }
+        thread.join().unwrap();
+        // The first job alone is three transactions; the second and third merge into one
+        // full transaction and the rest.
+        assert_eq!(commits, vec![w, 2 * w, 2 * w + 10, 3 * w + 10, 3 * w + 20]);
+        assert_eq!(storage.recover().unwrap().raft.applied, 3 * w + 20);
         drop(storage);
         std::fs::remove_dir_all(&dir).unwrap();
     }

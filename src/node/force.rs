@@ -16,9 +16,6 @@ use crate::storage::lmdb::LmdbStorage;
 use crate::storage::{MemberRecord, RaftState, StorageError};
 use crate::store::V2Store;
 
-/// Entries applied per transaction (LMDB bounds the pages one transaction may dirty).
-const APPLY_CHUNK: usize = 4_096;
-
 /// What forcing a new cluster did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forced {
@@ -70,7 +67,7 @@ pub fn force_new_cluster(
     };
     let store = V2Store::new();
     let mut state = log.raft;
-    for chunk in log.tail.chunks(APPLY_CHUNK) {
+    for chunk in log.tail.chunks(disk::TXN_ENTRIES_MAX) {
         batch::apply_batch(
             storage,
             &store,
