@@ -728,6 +728,27 @@ mod tests {
         }
     }
 
+    // A cluster member's apply thread on a fresh store.
+    fn apply_thread(
+        storage: &Arc<LmdbStorage>,
+        early_answers: Option<super::super::waiters::Waiters>,
+        commit_window: std::time::Duration,
+    ) -> ApplyThread {
+        ApplyThread {
+            storage: Arc::clone(storage),
+            store: Arc::new(V2Store::new()),
+            status: Arc::new(Status::default()),
+            state: RaftState::default(),
+            first_index: 0,
+            snapshot_count: 10_000,
+            single: false,
+            early_answers,
+            commit_window,
+            lmdb_durable: Arc::new(AtomicU64::new(0)),
+            flush_through: 0,
+        }
+    }
+
     fn job(indexes: std::ops::RangeInclusive<u64>) -> ApplyInput {
         ApplyInput::Job(ApplyJob {
             committed: indexes.map(set_entry).collect(),
@@ -753,20 +774,9 @@ mod tests {
                 answer
             })
             .collect();
-        let apply = ApplyThread {
-            storage: Arc::clone(&storage),
-            store: Arc::new(V2Store::new()),
-            status: Arc::new(Status::default()),
-            state: RaftState::default(),
-            first_index: 0,
-            snapshot_count: 10_000,
-            single: false,
-            early_answers: Some(waiters),
-            // Longer than the test: only a flush (or the node leaving) ends a window.
-            commit_window: std::time::Duration::from_secs(600),
-            lmdb_durable: Arc::new(AtomicU64::new(0)),
-            flush_through: 0,
-        };
+        // Longer than the test: only a flush (or the node leaving) ends a window.
+        let window = std::time::Duration::from_secs(600);
+        let apply = apply_thread(&storage, Some(waiters), window);
         let (tx, rx) = mpsc::channel();
         let (node_tx, node_rx) = crate::node::inbox::channel();
         let node_rx = std::cell::RefCell::new(node_rx);
@@ -852,19 +862,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pikv-disk-chunks-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let storage = Arc::new(LmdbStorage::open(&dir, 64 << 20).unwrap());
-        let apply = ApplyThread {
-            storage: Arc::clone(&storage),
-            store: Arc::new(V2Store::new()),
-            status: Arc::new(Status::default()),
-            state: RaftState::default(),
-            first_index: 0,
-            snapshot_count: 10_000,
-            single: false,
-            early_answers: None,
-            commit_window: std::time::Duration::ZERO,
-            lmdb_durable: Arc::new(AtomicU64::new(0)),
-            flush_through: 0,
-        };
+        let apply = apply_thread(&storage, None, std::time::Duration::ZERO);
         let w = TXN_ENTRIES_MAX as u64;
         let (tx, rx) = mpsc::channel();
         // All queued before the thread starts: one run longer than two transactions, then
