@@ -511,7 +511,9 @@ fn a_cluster_grows_from_one_to_five_and_shrinks_to_three_while_writing() {
         if i == leader || i == follower {
             continue;
         }
-        assert_eq!(member_ids(m).len(), 3, "{}", m.name);
+        // A member learns that the removal committed on the next append or heartbeat, so
+        // under a slow CPU (armv7 under qemu) it may still list four for a moment.
+        wait_started(m, 3);
         let have = written(m);
         let missing: Vec<_> = acked.iter().filter(|n| !have.contains(n)).collect();
         assert!(
