@@ -308,7 +308,7 @@ fn a_cluster_grows_from_one_to_five_with_join_and_a_wiped_member_rejoins() {
         acked.len()
     );
     for m in &members {
-        assert_eq!(member_ids(m).len(), 5, "{}", m.name);
+        wait_started(m, 5);
         assert_has(m, "joined/m1", "yes");
         let have = written(m);
         let missing: Vec<_> = acked.iter().filter(|n| !have.contains(n)).collect();
