@@ -291,6 +291,7 @@ pub fn start(
         batch_tx,
         apply_tx,
         batch_busy: false,
+        write_waiting: false,
         durable_index: log.last_index,
         wal_hard_state: log.raft.hard_state,
         latest_hard_state: log.raft.hard_state,
@@ -440,6 +441,8 @@ struct Node {
     apply_tx: Sender<disk::ApplyInput>,
     /// A Ready is with the WAL thread.
     batch_busy: bool,
+    /// The leader holds its next write back (see [`Raft::own_write_can_wait`]).
+    write_waiting: bool,
     /// The log is durable through this index (the WAL thread's last report).
     durable_index: u64,
     /// The term and vote last handed to the WAL thread.
@@ -515,7 +518,7 @@ impl Node {
         loop {
             // While a Ready is with the WAL thread, its answer comes within one fsync, and
             // writes that arrive meanwhile wait for it (see `inbox`).
-            let input = match rx.recv(self.wait_timeout(), self.batch_busy) {
+            let input = match rx.recv(self.wait_timeout(), self.batch_busy || self.write_waiting) {
                 Ok(input) => input,
                 Err(inbox::Disconnected) => return Ok(()),
             };
@@ -951,6 +954,10 @@ impl Node {
     fn maybe_send_batch(&mut self) {
         loop {
             if self.batch_busy {
+                return;
+            }
+            self.write_waiting = self.raft.own_write_can_wait();
+            if self.write_waiting {
                 return;
             }
             // A single member's clients wait for the apply anyway: while one batch applies

@@ -72,7 +72,6 @@ impl RaftLog {
     }
 
     /// Highest index handed out in a Ready.
-    #[cfg(test)]
     pub(super) fn handed_out(&self) -> u64 {
         self.handed_out
     }

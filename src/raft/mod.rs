@@ -797,6 +797,41 @@ impl Raft {
         (!ready.is_empty()).then_some(ready)
     }
 
+    /// Whether a leader's next [`Raft::ready`] may wait: it would hand out only new entries
+    /// to make durable, and no quorum can acknowledge them yet (fewer followers than a
+    /// quorum needs have been sent them). The leader's own write is then off the path of
+    /// every commit until an acknowledgement sends them on; writing at once only makes
+    /// more, smaller writes. A driver may call `ready` at any time regardless; appends due
+    /// are queued for [`Raft::take_messages`].
+    pub fn own_write_can_wait(&mut self) -> bool {
+        // Appends the driver has not taken yet count as sent.
+        self.flush_bcast();
+        if self.role != Role::Leader
+            || self.is_single_voter()
+            || self.in_flight.is_some()
+            || !self.log.has_unstable()
+            || self.hard_state.commit > self.applying
+            || !self.read_states.is_empty()
+            || !self.msgs_after_persist.is_empty()
+            || (self.hard_state.term, self.hard_state.vote)
+                != (self.hard_state_sent.term, self.hard_state_sent.vote)
+        {
+            return false;
+        }
+        let first_unstable = self.log.handed_out() + 1;
+        let sent = self
+            .voters
+            .iter()
+            .filter(|v| **v != self.id)
+            .filter(|v| {
+                self.progress
+                    .get(v)
+                    .is_some_and(|p| p.next_index > first_unstable)
+            })
+            .count();
+        sent + 1 < quorum::majority(self.voters.len())
+    }
+
     /// Messages that may be sent now, without waiting for a Ready (e.g. heartbeats while the
     /// previous Ready is being made durable).
     pub fn take_messages(&mut self) -> Vec<Message> {

@@ -895,6 +895,46 @@ fn a_partial_append_waits_for_the_one_in_flight_and_a_full_one_does_not() {
 }
 
 #[test]
+fn a_leader_holds_its_write_back_until_a_quorum_could_acknowledge_the_entries() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let _ = drive(c.node(1));
+    // Idle followers: the append goes at once, and so does the write.
+    c.node(1).propose(vec![1]).unwrap();
+    assert!(!c.node(1).own_write_can_wait(), "sent to both: write now");
+    let _ = drive(c.node(1));
+    let first = c.node(1).last_index();
+    // Each follower has an append in flight: the next entries wait for an ack.
+    c.node(1).propose(vec![2]).unwrap();
+    assert!(c.node(1).own_write_can_wait(), "no follower was sent it");
+    assert!(
+        c.node(1)
+            .take_messages()
+            .iter()
+            .all(|m| !matches!(m.body, MessageBody::Append { .. })),
+        "held behind the appends in flight"
+    );
+    // An ack sends them on to that follower: a quorum can now hold them.
+    c.node(1).step(msg(
+        2,
+        1,
+        1,
+        MessageBody::AppendAccepted { match_index: first },
+    ));
+    assert!(
+        !c.node(1).own_write_can_wait(),
+        "sent to one follower: write now"
+    );
+    let rd = c.node(1).ready().expect("the held write");
+    assert_eq!(rd.entries.len(), 1);
+    // A single voter never waits.
+    let mut single = Raft::new(1, vec![1], InitialState::default(), &config());
+    let _ = persist_all(&mut single);
+    single.propose(vec![1]).unwrap();
+    assert!(!single.own_write_can_wait());
+}
+
+#[test]
 fn proposals_of_one_pass_share_one_append_per_follower() {
     let mut c = Cluster::new(3);
     c.elect(1);

@@ -140,11 +140,12 @@ fn run_scenario(
         total.removed += s.removed;
         total.snapshots += s.snapshots;
         total.early_applies += s.early_applies;
+        total.held_writes += s.held_writes;
     }
     eprintln!(
         "sim: {test}: {members} members, seeds {range:?}: {} failed, {:.2} s wall (slowest seed {} {:.3} s), {} s virtual; \
          {} writes acknowledged, {} unknown, {} reads, {} entries committed, {} messages, \
-         {} crashes, {} failed fsyncs, {} transfers, {} members added, {} removed, {} snapshots installed, {} early applies, {} elections, {} log overwrites, \
+         {} crashes, {} failed fsyncs, {} transfers, {} members added, {} removed, {} snapshots installed, {} early applies, {} held leader writes, {} elections, {} log overwrites, \
          {} stalled fsyncs ({} on a leader), {} wall-clock jumps, cluster time at most {} ms behind",
         failures.len(),
         started.elapsed().as_secs_f64(),
@@ -163,6 +164,7 @@ fn run_scenario(
         total.removed,
         total.snapshots,
         total.early_applies,
+        total.held_writes,
         total.elections,
         total.overwrites,
         total.stalls,
@@ -180,12 +182,14 @@ fn three_member_clusters() {
     // Half the seeds apply behind the log writes as the node does; there, committed entries
     // that are durable already must take the early path (and pass every check).
     assert!(total.early_applies > 0, "no early applies in {total:?}");
+    assert!(total.held_writes > 0, "no held leader writes in {total:?}");
 }
 
 #[test]
 fn five_member_clusters() {
     let total = run_cluster_size(5, "five_member_clusters");
     assert!(total.early_applies > 0, "no early applies in {total:?}");
+    assert!(total.held_writes > 0, "no held leader writes in {total:?}");
 }
 
 /// Requirement 6, slow disks: one member's fsyncs stall for 500 ms to 1 s (the leader's in

@@ -550,6 +550,8 @@ pub struct Stats {
     /// Batches of committed entries, durable already, handed to the apply thread ahead of
     /// the write of the Ready that carried them.
     pub early_applies: u64,
+    /// Driver passes in which a leader held its write back ([`Raft::own_write_can_wait`]).
+    pub held_writes: u64,
 }
 
 /// A snapshot on its way from a leader to a follower (the driver's transfer).
@@ -999,10 +1001,16 @@ impl World {
             let Some(raft) = self.members[i].raft.as_mut() else {
                 return Ok(());
             };
+            // As pikv's node does: a leader holds its write back while no quorum could
+            // acknowledge the entries yet (asked first: it queues the appends due).
+            let hold = !busy && self.opts.apply_lag_ms > 0 && raft.own_write_can_wait();
             let msgs = raft.take_messages();
             let snapshots = raft.take_snapshot_requests();
             let reads = raft.take_read_states();
-            let ready = if busy { None } else { raft.ready() };
+            let ready = if busy || hold { None } else { raft.ready() };
+            if hold {
+                self.stats.held_writes += 1;
+            }
             let prev_term = ready
                 .as_ref()
                 .and_then(|rd| rd.entries.first())
