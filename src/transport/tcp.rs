@@ -658,7 +658,9 @@ fn run_peers(
         })
         .detach();
     drop(inbound);
-    smol::block_on(executor.run(async {
+    // Not async-io's `block_on`: this thread leaves the reactor to async-io's own thread
+    // (see `server::start_executor`).
+    smol::future::block_on(executor.run(async {
         // Returns when the handle closes the channel (shutdown or drop).
         let _ = stopped.recv().await;
     }));
