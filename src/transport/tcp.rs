@@ -19,9 +19,10 @@
 
 use super::Transport;
 use crate::raft::{Message, NodeId};
+use direct::{Direct, Sent};
 use inbound::{accept_loop, Inbound, InboundConfig};
 use outbound::{run_link, Link};
-use smol::channel::{self, Receiver, Sender, TrySendError};
+use smol::channel::{self, Receiver, Sender};
 use smol::{future, Async, LocalExecutor, Timer};
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -195,6 +196,9 @@ struct PeerQueue {
     queue: Sender<Message>,
     link: Arc<AtomicU8>,
     urls: Vec<PeerUrl>,
+    direct: Arc<Direct>,
+    // Wakes the link's task for a frame `send` could not finish.
+    kick: Sender<()>,
 }
 
 // A peer link's state, shared by `send` (which drops rather than queues while it is down)
@@ -352,12 +356,16 @@ impl TcpTransport {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(*peer, bell);
             let link = Arc::new(AtomicU8::new(LINK_STARTING));
+            let direct = Arc::new(Direct::default());
+            let (kick, kicked) = channel::bounded(1);
             self.peers.insert(
                 *peer,
                 PeerQueue {
                     queue: tx,
                     link: Arc::clone(&link),
                     urls: urls.clone(),
+                    direct: Arc::clone(&direct),
+                    kick,
                 },
             );
             let _ = self.control.try_send(Control::Link(Link {
@@ -367,6 +375,8 @@ impl TcpTransport {
                 urls: urls.clone(),
                 queue: rx,
                 wake,
+                direct,
+                kicked,
                 state: link,
                 shared: Arc::clone(&self.shared),
             }));
@@ -431,12 +441,14 @@ impl Transport for TcpTransport {
     fn send(&mut self, messages: Vec<Message>) {
         let mut unreachable = BTreeSet::new();
         let mut dropped = 0;
+        // Per peer, in order: each peer's messages go out as one write when they can.
+        let mut by_peer: BTreeMap<NodeId, Vec<Message>> = BTreeMap::new();
         for m in messages {
             debug_assert_eq!(
                 m.from, self.member_id,
                 "sending a message of another member"
             );
-            let Some(peer) = self.peers.get(&m.to) else {
+            if !self.peers.contains_key(&m.to) {
                 if self.warned_unknown.insert(m.to) {
                     log::warn!(
                         "dropping messages to {:x}: not a peer of member {:x}",
@@ -446,16 +458,30 @@ impl Transport for TcpTransport {
                 }
                 dropped += 1;
                 continue;
+            }
+            by_peer.entry(m.to).or_default().push(m);
+        }
+        for (to, messages) in by_peer {
+            let Some(peer) = self.peers.get(&to) else {
+                continue;
             };
-            let to = m.to;
-            let queued = peer.link.load(Ordering::Acquire) != LINK_DOWN
-                && match peer.queue.try_send(m) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full(_) | TrySendError::Closed(_)) => false,
-                };
-            if !queued {
-                dropped += 1;
+            if peer.link.load(Ordering::Acquire) == LINK_DOWN {
+                dropped += messages.len();
                 unreachable.insert(to);
+                continue;
+            }
+            let mut refused = 0;
+            let sent = peer.direct.send(messages, to, &self.shared, |m| {
+                if peer.queue.try_send(m).is_err() {
+                    refused += 1;
+                }
+            });
+            if refused > 0 {
+                dropped += refused;
+                unreachable.insert(to);
+            }
+            if matches!(sent, Sent::Kick) {
+                let _ = peer.kick.try_send(());
             }
         }
         Shared::count(&self.shared.dropped, dropped);
@@ -667,6 +693,7 @@ fn run_peers(
     // Dropping the executor drops every task: each socket and listener closes here.
 }
 
+mod direct;
 mod inbound;
 mod outbound;
 

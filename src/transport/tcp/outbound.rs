@@ -3,12 +3,13 @@
 //! the peer's queue holds in frames; on any failure it drops the queue (stale by the time
 //! the peer is back), reports the peer unreachable, and redials with backoff.
 
+use super::direct::{fill_batch, Direct};
 use super::{describe, within, LogThrottle, PeerUrl, Shared};
 use super::{BACKOFF_MAX, BACKOFF_MIN, DIAL_TIMEOUT, HANDSHAKE_TIMEOUT, WRITE_TIMEOUT};
 use super::{LINK_DOWN, LINK_UP};
 use crate::raft::{Message, NodeId};
-use crate::transport::codec::{self, Batch, Push};
-use crate::transport::frame::{self, PAYLOAD_BYTES_MAX};
+use crate::transport::codec::{self, Batch};
+use crate::transport::frame;
 use crate::transport::handshake::{Hello, HelloReply, HANDSHAKE_PAYLOAD_BYTES_MAX};
 use smol::channel::Receiver;
 use smol::io::AsyncWriteExt;
@@ -27,6 +28,10 @@ pub(super) struct Link {
     pub(super) queue: Receiver<Message>,
     /// Rung when the peer connects to this member (see `Shared::wake_link`).
     pub(super) wake: Receiver<()>,
+    /// The node thread's direct line to the connection.
+    pub(super) direct: Arc<Direct>,
+    /// Rung when a direct write left the rest of a frame to this task.
+    pub(super) kicked: Receiver<()>,
     pub(super) state: Arc<AtomicU8>,
     pub(super) shared: Arc<Shared>,
 }
@@ -62,6 +67,7 @@ impl Link {
     /// The link is down (after a failed dial or a lost connection): drop the queue and tell
     /// the core once, unless it is already known and nothing was dropped.
     fn set_down(&self) {
+        Shared::count(&self.shared.dropped, self.direct.disconnected());
         let was = self.state.swap(LINK_DOWN, Ordering::AcqRel);
         // A retired link (its queue closed: the peer was dropped or readdressed) leaves the
         // peer's health to its successor.
@@ -84,6 +90,11 @@ pub(super) async fn run_link(link: Link) {
         match dial(&link).await {
             Ok((stream, addr)) => {
                 link.set_up();
+                match stream.get_ref().try_clone() {
+                    Ok(conn) => link.direct.connected(conn),
+                    // Everything then goes through the queue, as before direct writes.
+                    Err(e) => log::debug!("no direct line to peer {:x}: {e}", link.peer),
+                }
                 backoff.reset();
                 log.connected(addr);
                 let why = pump(&link, &stream).await;
@@ -222,35 +233,49 @@ async fn pump(link: &Link, stream: &Async<TcpStream>) -> String {
         let first = match carry.take() {
             Some(m) => m,
             None => {
-                let next = future::or(async { Ok(link.queue.recv().await) }, async {
-                    Err(closed.as_mut().await)
-                })
+                link.direct.offer(|| link.queue.is_empty());
+                let woke = future::or(
+                    future::or(
+                        async {
+                            match link.queue.recv().await {
+                                Ok(m) => Woke::Message(m),
+                                Err(_) => Woke::Shutdown,
+                            }
+                        },
+                        async {
+                            match link.kicked.recv().await {
+                                Ok(()) => Woke::Kicked,
+                                Err(_) => future::pending().await,
+                            }
+                        },
+                    ),
+                    async { Woke::Closed(closed.as_mut().await) },
+                )
                 .await;
-                match next {
-                    Ok(Ok(m)) => m,
-                    Ok(Err(_)) => return "the transport is shutting down".into(),
-                    Err(why) => return why,
+                let rest = link.direct.reclaim();
+                if !rest.bytes.is_empty() {
+                    if let Err(why) = write_frame(stream, &rest.bytes).await {
+                        let waiting = usize::from(matches!(woke, Woke::Message(_)));
+                        Shared::count(&link.shared.dropped, rest.messages + waiting);
+                        return why;
+                    }
+                    Shared::count(&link.shared.sent, rest.messages);
+                }
+                match woke {
+                    Woke::Message(m) => m,
+                    Woke::Kicked => continue,
+                    Woke::Shutdown => return "the transport is shutting down".into(),
+                    Woke::Closed(why) => return why,
                 }
             }
         };
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match batch.push(m) {
-                Push::Added => next = link.queue.try_recv().ok(),
-                // The batch has at least one message: a full one is sent, m goes next.
-                Push::Full(m) => carry = Some(m),
-                Push::TooLarge(m) => {
-                    Shared::count(&link.shared.dropped, 1);
-                    log::warn!(
-                        "dropping a {} message to {:x}: about {} bytes, over the {PAYLOAD_BYTES_MAX}-byte frame limit",
-                        m.body.kind(),
-                        link.peer,
-                        codec::bytes_bound(&m)
-                    );
-                    next = link.queue.try_recv().ok();
-                }
-            }
-        }
+        carry = fill_batch(
+            &mut batch,
+            first,
+            || link.queue.try_recv().ok(),
+            link.peer,
+            &link.shared,
+        );
         let count = batch.len();
         let Some(framed) = batch.finish() else {
             // Only too-large messages, or (were the bound wrong) unencodable: logged.
@@ -265,6 +290,15 @@ async fn pump(link: &Link, stream: &Async<TcpStream>) -> String {
         Shared::count(&link.shared.dropped, count + usize::from(carry.is_some()));
         return why;
     }
+}
+
+/// What ended an idle link task's wait.
+enum Woke {
+    Message(Message),
+    /// A direct write left the rest of a frame.
+    Kicked,
+    Shutdown,
+    Closed(String),
 }
 
 /// Writes a whole frame. The timeout is on progress, not on the frame: a large frame over a

@@ -625,3 +625,99 @@ fn a_removed_member_is_told_so_and_an_unknown_one_is_only_refused() {
     }
     assert!(a.stats().handshakes_refused >= 2, "{:?}", a.stats());
 }
+
+fn numbered_append(from: NodeId, to: NodeId, number: u64, data_bytes: usize) -> Message {
+    let mut m = append(from, to, data_bytes);
+    if let MessageBody::Append { prev_index, .. } = &mut m.body {
+        *prev_index = number;
+    }
+    m
+}
+
+fn number(m: &Message) -> u64 {
+    match m.body {
+        MessageBody::Append { prev_index, .. } => prev_index,
+        _ => u64::MAX,
+    }
+}
+
+#[test]
+fn direct_writes_stop_at_a_full_socket_and_what_follows_keeps_its_order() {
+    use super::direct::{Direct, Sent};
+    let listener = std::net::TcpListener::bind(loopback()).unwrap();
+    let conn = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut reader, _) = listener.accept().unwrap();
+    conn.set_nonblocking(true).unwrap();
+    let shared = Shared::default();
+    let direct = Direct::default();
+    let mut queued = Vec::new();
+
+    // Not offered yet: everything queues.
+    direct.connected(conn.try_clone().unwrap());
+    let sent = direct.send(vec![numbered_append(A, B, 0, 10)], B, &shared, |m| {
+        queued.push(m)
+    });
+    assert!(matches!(sent, Sent::Done));
+    assert_eq!(queued.len(), 1);
+    queued.clear();
+
+    // Offered: written at once, until the peer's socket (which nobody reads) is full.
+    direct.offer(|| true);
+    let mut n = 0;
+    let kicked = loop {
+        assert!(n < 10_000, "the socket never filled");
+        let m = numbered_append(A, B, n, 64 * 1024);
+        n += 1;
+        if let Sent::Kick = direct.send(vec![m], B, &shared, |m| queued.push(m)) {
+            break n - 1;
+        }
+    };
+    assert!(
+        queued.is_empty(),
+        "the frame that did not fit is the rest, not queued"
+    );
+    assert_eq!(shared.sent.load(Ordering::Relaxed), kicked);
+    // No longer offered: later messages queue behind the rest.
+    for i in 0..3 {
+        let m = numbered_append(A, B, n + i, 10);
+        assert!(matches!(
+            direct.send(vec![m], B, &shared, |m| queued.push(m)),
+            Sent::Done
+        ));
+    }
+    assert_eq!(queued.len(), 3);
+    let rest = direct.reclaim();
+    assert!(!rest.bytes.is_empty());
+    assert_eq!(rest.messages, 1);
+    // Reclaimed, not offered again: still queues.
+    let sent = direct.send(vec![numbered_append(A, B, n + 3, 10)], B, &shared, |m| {
+        queued.push(m)
+    });
+    assert!(matches!(sent, Sent::Done));
+
+    // The peer reads everything: the direct frames, the rest, then the queue, in order.
+    let expected = n + 4;
+    let read = std::thread::spawn(move || {
+        reader.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut numbers = Vec::new();
+        while (numbers.len() as u64) < expected {
+            let payload = raw_frame(&mut reader);
+            numbers.extend(codec::decode_messages(&payload).unwrap().iter().map(number));
+        }
+        numbers
+    });
+    conn.set_nonblocking(false).unwrap();
+    let mut writer = &conn;
+    writer.write_all(&rest.bytes).unwrap();
+    writer.write_all(&messages_frame(&queued)).unwrap();
+    assert_eq!(read.join().unwrap(), (0..expected).collect::<Vec<_>>());
+
+    // A lost connection drops the rest with it and leaves nothing to write directly.
+    direct.offer(|| true);
+    assert_eq!(direct.disconnected(), 0);
+    let sent = direct.send(vec![numbered_append(A, B, 0, 10)], B, &shared, |m| {
+        queued.push(m)
+    });
+    assert!(matches!(sent, Sent::Done));
+    assert_eq!(queued.len(), 5);
+}
