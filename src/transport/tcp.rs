@@ -1,13 +1,19 @@
 //! The TCP peer transport: one thread ("peers") runs a smol executor holding every peer
-//! connection. Each member dials each peer once for its outbound messages (a connection only
-//! it writes) and reads the connections its peers dial (connections it only reads), so every
-//! connection has one writer and no request/response pairing to get wrong.
+//! connection's task: dials, handshakes, timeouts and the outbound queues. Each member dials
+//! each peer once for its outbound messages (a connection only it writes) and reads the
+//! connections its peers dial (connections it only reads), so every connection has one
+//! writer and no request/response pairing to get wrong. Two shortcuts keep the busy path
+//! off the peers thread (each hop there was a wake-up per message): the node thread writes
+//! an idle outbound connection itself (`direct`), and each accepted connection, once its
+//! handshake is done, is read by a thread of its own ("peer-in") with blocking reads.
 //!
 //! What keeps the node thread and the other peers safe from one bad peer:
-//! - `send` only `try_send`s into the peer's bounded queue: a full queue, or a peer that is
-//!   down, drops the message and reports the peer unreachable (Raft retries; a stale message
-//!   is useless anyway). The node thread never waits on a socket.
-//! - one task per peer: a dead or slow peer stalls only its own task and queue.
+//! - `send` writes only without waiting (a socket that takes nothing now leaves the rest to
+//!   the peer's task) or `try_send`s into the peer's bounded queue: a full queue, or a peer
+//!   that is down, drops the message and reports the peer unreachable (Raft retries; a
+//!   stale message is useless anyway). The node thread never waits on a socket.
+//! - one task per peer, one reader thread per accepted connection: a dead or slow peer
+//!   stalls only its own task, queue and reader.
 //! - memory is bounded: [`QUEUE_MESSAGES_MAX`] messages per peer, one frame in flight, one
 //!   read buffer of at most a frame per accepted peer connection, at most
 //!   [`PENDING_HANDSHAKES_MAX`] connections still to say who they are.
@@ -58,10 +64,13 @@ pub const PENDING_HANDSHAKES_MAX: usize = 32;
 /// A failure that repeats is logged again at most this often.
 const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Called on the peers thread with each message from a peer. It should not block for long
-/// (it is meant to put the message on the node thread's input channel): while it runs, no
-/// other peer connection makes progress.
-pub type Deliver = Box<dyn Fn(Message) + Send + Sync>;
+/// Called with each message from a peer, on the reader thread of that peer's connection.
+/// It should not block for long (it is meant to put the message on the node thread's input
+/// channel): while it runs, that connection makes no progress.
+pub type Deliver = Box<DeliverFn>;
+
+/// The function inside a [`Deliver`].
+pub type DeliverFn = dyn Fn(Message) + Send + Sync;
 
 /// What answers an HTTP request on the peer port: given the method (`GET` or `POST`), the
 /// request target and the connection (blocking mode, head read, body not), it must return at once (a thread of its own for
@@ -308,7 +317,7 @@ impl TcpTransport {
         let inbound = InboundConfig {
             me: config.member_id,
             cluster_id: config.cluster_id,
-            deliver,
+            deliver: Arc::from(deliver),
             http: config.http.clone(),
             shared: Arc::clone(&shared),
         };
