@@ -83,6 +83,10 @@ impl Link {
 /// Keeps the link to one peer: dial, pump the queue, and redial with backoff, until the
 /// transport stops.
 pub(super) async fn run_link(link: Link) {
+    // However the task ends (its peer dropped, or dropped with the executor when the
+    // transport stops), the node thread's handle on the connection goes with it: the
+    // connection closes, and later sends queue (and are dropped) instead of writing.
+    let _unlink = Unlink(Arc::clone(&link.direct));
     let mut backoff = Backoff::new(link.me, link.peer);
     let mut log = LinkLog::new(link.peer);
     // The queue closes when the handle is dropped; the executor is stopping then too.
@@ -289,6 +293,15 @@ async fn pump(link: &Link, stream: &Async<TcpStream>) -> String {
         // This frame and the message waiting for the next one are lost.
         Shared::count(&link.shared.dropped, count + usize::from(carry.is_some()));
         return why;
+    }
+}
+
+/// Closes the node thread's handle on the link's connection when dropped.
+struct Unlink(Arc<Direct>);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        self.0.disconnected();
     }
 }
 

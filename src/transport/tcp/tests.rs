@@ -167,6 +167,13 @@ fn two_members_exchange_messages_in_order() {
     a.t.shutdown();
     a.t.shutdown();
     wait_until("B sees A's connection closed", || !b.t.is_connected(A));
+    // Stopped: a send is dropped, not written (the node thread's direct line closed with
+    // the link's task).
+    let before = a.t.stats();
+    a.t.send(vec![heartbeat(A, B, 99)]);
+    let after = a.t.stats();
+    assert_eq!(after.messages_sent, before.messages_sent);
+    assert_eq!(after.messages_dropped, before.messages_dropped + 1);
 }
 
 #[test]
