@@ -310,6 +310,11 @@ fn hostile_bytes_close_only_their_connection() {
         .unwrap();
     assert_closed(s, "4 GiB frame after the handshake");
 
+    // The reader thread counts a bad connection as it ends, which may be just after the
+    // peer saw the close.
+    wait_until("B counted the 7 bad connections", || {
+        b.t.stats().connections_closed_bad_input >= 7
+    });
     let stats = b.t.stats();
     assert_eq!(stats.connections_closed_bad_input, 7, "{stats:?}");
     assert_eq!(stats.messages_delivered, 0);
